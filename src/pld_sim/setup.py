@@ -1,0 +1,26 @@
+"""ament_python package definition for pld_sim."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "pld_sim"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="PLD ROS maintainers",
+    maintainer_email="maintainers@pld-ros.dev",
+    description="Simulated Franka and YAM robots and tasks for PLD, and the sim hardware node.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)
