@@ -1,0 +1,48 @@
+"""Entry point of `pld`: a registry of subcommands, each a module with `add_arguments` and `run`.
+
+Only the standard library is imported here so that `pld --help` and `pld doctor` start even when
+the environment is broken; subcommand modules are imported when chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Later issues add learn, collect, distill, eval, bench, dataset, run.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("pld_residual.cli.doctor", "check that this machine can run the PLD stack"),
+    "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full parser; each subcommand module adds its own arguments."""
+    parser = argparse.ArgumentParser(
+        prog="pld",
+        description="PLD (Probe, Learn, Distill) on ROS 2: residual RL specialists, probing data "
+        "collection and distillation into a VLA.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the chosen subcommand and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
