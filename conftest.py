@@ -1,0 +1,38 @@
+"""Workspace-wide pytest fixtures: keep every ROS process of a test run on loopback and in its own domain.
+
+Set at configure time, before any test imports rclpy or starts a child process, and again per test so
+that tests running ROS graphs never hear each other (or another test run on the same machine).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Domain ids 1..101 map to valid Fast DDS port ranges; 0 is the default that other users share.
+_DOMAIN_RANGE = range(1, 102)
+_rng = random.Random(os.getpid())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    ros_tmp = Path(tempfile.mkdtemp(prefix="pld-pytest-ros-"))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_HOME"] = str(ros_tmp)
+    os.environ["ROS_LOG_DIR"] = str(ros_tmp / "log")
+    os.environ["ROS_DOMAIN_ID"] = str(_rng.choice(_DOMAIN_RANGE))
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@pytest.fixture(autouse=True)
+def ros_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int:
+    """A fresh ROS_DOMAIN_ID, ROS_HOME and ROS_LOG_DIR for each test; returns the domain id."""
+    domain_id = _rng.choice(_DOMAIN_RANGE)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_home" / "log"))
+    return domain_id
