@@ -49,6 +49,12 @@ find_python() {
   die "Python 3.11 not found (the ROS 2 Kilted wheels are built for CPython 3.11). Install python3.11 and re-run."
 }
 
+# pip, minus the warnings about this machine's optional local indexes that lack a package.
+pip_quiet() {
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+    { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 create_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     step "creating .venv"
@@ -60,8 +66,8 @@ create_venv() {
     return
   fi
   step "Python packages: installing requirements.txt (first time: about 2 minutes)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  pip_quiet --upgrade pip
+  pip_quiet -r requirements.txt
   # A changed set of message wheels brings fresh CMake files that need the rewrite again.
   rm -f "$STAMPS/cmake-paths" "$STAMPS/colcon"
   stamp_set requirements "$want"
