@@ -11,10 +11,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help). Later issues add learn, collect, distill, eval, bench, dataset, run.
+# name -> (module, one-line help). Later issues add learn, collect, distill, eval, dataset, run.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("pld_residual.cli.doctor", "check that this machine can run the PLD stack"),
     "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
+    "bench": ("pld_residual.cli.bench", "benchmarks that print JSON (e.g. `pld bench sim`)"),
 }
 
 

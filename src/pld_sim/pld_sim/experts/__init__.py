@@ -1,0 +1,6 @@
+"""Scripted experts for every task (importing this package registers them)."""
+
+from pld_sim.experts import pick_cube  # noqa: F401  (registers)
+from pld_sim.experts.base import EXPERTS, ExpertConfig, ScriptedExpert, make_expert
+
+__all__ = ["EXPERTS", "ExpertConfig", "ScriptedExpert", "make_expert"]

@@ -1,0 +1,6 @@
+"""The task registry: importing this package registers every task."""
+
+from pld_sim.tasks import pick_cube  # noqa: F401  (registers)
+from pld_sim.tasks.base import TASKS, Task, make_task, register_task
+
+__all__ = ["TASKS", "Task", "make_task", "register_task"]
