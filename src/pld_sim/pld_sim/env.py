@@ -144,6 +144,11 @@ class PldSimEnv(gym.Env):
         self.ik = DifferentialIK(
             self.model, ROBOT_PREFIX + self.robot.tcp_site, prefixed(self.robot.arm_joints), np.asarray(start)
         )
+        # Velocity feed-forward for the position actuators (force = kp (ctrl - q) - kv qdot): leading the
+        # joint target by kv/kp times the desired joint velocity removes the steady lag kv/kp * qdot.
+        bias = self.model.actuator_biasprm[self._arm_actuators]
+        kp, kv = -bias[:, 1], -bias[:, 2]
+        self._feedforward_s = np.divide(kv, kp, out=np.zeros_like(kp), where=kp > 0)
         self._renderer: mujoco.Renderer | None = None
         self._variation = variation
 
@@ -169,6 +174,7 @@ class PldSimEnv(gym.Env):
         start = np.asarray(self.task.start_qpos or self.robot.home_qpos)
         data.qpos[self._arm_qpos] = start
         data.ctrl[self._arm_actuators] = start
+        self._joint_target = start.astype(np.float64)
         data.ctrl[self._gripper_actuator] = self.robot.gripper_ctrl(-1.0)
         data.qpos[self._gripper_qpos] = self._open_finger_qpos()
         self.task.reset(model, data, self.np_random)
@@ -186,7 +192,10 @@ class PldSimEnv(gym.Env):
         if np.linalg.norm(lead) > MAX_TARGET_LEAD_M:
             target_pos = tcp_pos + lead * (MAX_TARGET_LEAD_M / np.linalg.norm(lead))
         self._target_pos, self._target_quat = target_pos, target_quat
-        data.ctrl[self._arm_actuators] = self.ik.solve(data, target_pos, target_quat)
+        joint_target = self.ik.solve(data, target_pos, target_quat)
+        joint_velocity = (joint_target - self._joint_target) * self.cfg.control_hz
+        self._joint_target = joint_target
+        data.ctrl[self._arm_actuators] = joint_target + self._feedforward_s * joint_velocity
         data.ctrl[self._gripper_actuator] = self.robot.gripper_ctrl(command[6])
         mujoco.mj_step(model, data, nstep=self.cfg.substeps)
         if not (np.all(np.isfinite(data.qpos)) and np.all(np.isfinite(data.qvel))):
@@ -223,6 +232,7 @@ class PldSimEnv(gym.Env):
             "step": self.step_count,
             "target_pos": self._target_pos.copy(),
             "target_quat": self._target_quat.copy(),
+            "joint_target": self._joint_target.copy(),
             "variation": asdict(self._variation),
         }
 
@@ -246,6 +256,7 @@ class PldSimEnv(gym.Env):
         self.step_count = int(state["step"])
         self._target_pos = np.asarray(state["target_pos"], dtype=np.float64).copy()
         self._target_quat = np.asarray(state["target_quat"], dtype=np.float64).copy()
+        self._joint_target = np.asarray(state["joint_target"], dtype=np.float64).copy()
 
     # ------------------------------------------------------------------ observations
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("pld_residual.cli.doctor", "check that this machine can run the PLD stack"),
     "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
+    "sim": ("pld_sim.cli", "list, check and look at the simulated tasks"),
     "bench": ("pld_residual.cli.bench", "benchmarks that print JSON (e.g. `pld bench sim`)"),
 }
 

@@ -11,7 +11,7 @@ from pld_sim.experts.base import ScriptedExpert, grasp_yaw, register_expert, top
 OPEN, CLOSED = -1.0, 1.0
 APPROACH_HEIGHT = 0.10
 LIFT_HEIGHT = 0.15
-CLOSE_STEPS = 6
+MAX_CLOSE_STEPS = 20
 
 
 @register_expert
@@ -30,9 +30,10 @@ class PickCubeExpert(ScriptedExpert):
             action, dist = self.move_towards(obs, cube_pos + np.array([0, 0, 0.005]), quat, OPEN)
             if dist < 0.008:
                 self.advance()
-        elif self.phase == 2:  # close
+        elif self.phase == 2:  # close until the fingers rest on the cube's faces
             action, _ = self.move_towards(obs, cube_pos + np.array([0, 0, 0.005]), quat, CLOSED)
-            if self.phase_steps >= CLOSE_STEPS:
+            cube_width = 2 * obs["privileged"][7]
+            if obs["proprio"][7] < cube_width + 0.004 or self.phase_steps >= MAX_CLOSE_STEPS:
                 self.advance()
         else:  # lift
             target = np.array([cube_pos[0], cube_pos[1], LIFT_HEIGHT])

@@ -17,6 +17,7 @@ def _fr3_assets() -> Path:
 
 # Franka Hand: the TCP (between the fingertip pads) is 0.1034 m along the flange z axis.
 FR3_TCP_OFFSET = 0.1034
+FR3_HAND_STIFFNESS_SCALE = 5.0
 
 
 def load_fr3() -> mujoco.MjSpec:
@@ -32,6 +33,13 @@ def load_fr3() -> mujoco.MjSpec:
     for geom in spec.geoms:
         if geom.group == 3:
             geom.rgba = [0.92, 0.92, 0.92, 1.0] if geom.name.startswith("fr3_link") else [0.2, 0.2, 0.2, 1.0]
+    # The menagerie hand actuator is a soft position servo (100 N/m): it needs > 1 s to close and squeezes a
+    # 5 cm cube with ~2.5 N, so lifted objects slip. Five times stiffer gives the real hand's ~0.1 m/s
+    # closing speed and a ~12 N grasp (the real Franka Hand holds up to 70 N).
+    hand_actuator = spec.actuator("hand")
+    hand_actuator.gainprm[0] *= FR3_HAND_STIFFNESS_SCALE
+    hand_actuator.biasprm[1] *= FR3_HAND_STIFFNESS_SCALE
+    hand_actuator.biasprm[2] *= FR3_HAND_STIFFNESS_SCALE
     hand = spec.body("hand")
     hand.add_site(name="tcp", pos=[0.0, 0.0, FR3_TCP_OFFSET], size=[0.005, 0.005, 0.005], group=4)
     # Keyframes refer to the robot's own qpos; a scene has more DoFs, so the scene sets home itself.
