@@ -25,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ROS_LOG_DIR"] = str(ros_tmp / "log")
     os.environ["ROS_DOMAIN_ID"] = str(_rng.choice(_DOMAIN_RANGE))
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # rclpy then rejects wrong-sized arrays at assignment instead of publishing garbage or truncating
+    os.environ["ROS_PYTHON_CHECK_FIELDS"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -22,5 +22,5 @@ setup(
     maintainer_email="maintainers@pld-ros.dev",
     description="Simulated Franka and YAM robots and tasks for PLD, and the sim hardware node.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["sim_node = pld_sim.ros.sim_node:main"]},
 )

@@ -1,0 +1,217 @@
+"""The sim hardware node: the simulated robot behind the same topics and Reset service as a real driver.
+
+Thin: callbacks convert messages (`conversions`), call the `SimDriver` core and publish. Modes:
+
+- `lockstep`: each received `command` advances exactly one control step, then the new state is
+  published. A rejected command still advances one (hold) step, so a client waiting for the next
+  observation is never stuck. Reset publishes the first observation of the episode.
+- `realtime`: a wall-clock (steady) timer at `control_hz` steps with the newest valid command while it is
+  younger than `command_timeout_s`, and holds otherwise.
+
+Every step publishes `/clock`, `joint_states`, `camera/<name>/image_raw` and `observation`, all stamped
+with the same sim time (strictly increasing, also across resets); consumers set `use_sim_time:=true`.
+Rejected commands are logged at most once a second and counted on the latched `sim_status` topic (JSON).
+
+Run: `python -m pld_sim.ros.sim_node --ros-args -p mode:=lockstep -p task:=pick_cube`
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import fields
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from pld_interfaces.msg import ActionCommand, Observation
+from pld_interfaces.srv import Reset
+from pld_sim.ros.conversions import (
+    action_command_to_array,
+    clock_msg,
+    joint_state_to_msg,
+    nanoseconds_to_time,
+    observation_to_msg,
+)
+from pld_sim.sim_driver import SimDriver, SimDriverConfig
+
+# Every received command must be executed in lockstep; the observation bundle is what the recorder keeps.
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+OBSERVATION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+JOINT_STATES_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # as joint_state_broadcaster
+IMAGE_QOS = qos_profile_sensor_data  # best effort, keep last 5: camera-driver convention, for ROS tools
+# Reliable matches both best-effort (rclpy/rclcpp TimeSource) and reliable /clock subscribers.
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# Latched: a late `ros2 topic echo` or test still sees the newest counters.
+STATUS_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+def config_from_parameters(node: Node, defaults: SimDriverConfig | None = None) -> SimDriverConfig:
+    """Declare one read-only ROS parameter per config field and build the validated config from them.
+
+    The only place where ROS parameters map to `SimDriverConfig`. Float fields accept integer values
+    (`-p control_hz:=20`). Raises ValueError for invalid values.
+    """
+    defaults = defaults or SimDriverConfig()
+    values = {}
+    for f in fields(SimDriverConfig):
+        default = getattr(defaults, f.name)
+        descriptor = ParameterDescriptor(
+            description=f.metadata.get("help", ""),
+            read_only=True,
+            dynamic_typing=isinstance(default, float),
+        )
+        values[f.name] = node.declare_parameter(f.name, default, descriptor).value
+    return SimDriverConfig.from_dict(values)
+
+
+class SimNode(Node):
+    """Publishes the simulated robot's state and executes its commands; see the module docstring."""
+
+    def __init__(self, cfg: SimDriverConfig | None = None, *, node_name: str = "sim_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.cfg = config_from_parameters(self, cfg)
+        self.driver = SimDriver(self.cfg)
+        self._latest: tuple[np.ndarray, float] | None = None  # realtime: newest valid command, receipt time
+        self._camera_pubs: dict[str, Publisher] = {}
+        self._observation_pub = self.create_publisher(Observation, "observation", OBSERVATION_QOS)
+        self._joint_pub = self.create_publisher(JointState, "joint_states", JOINT_STATES_QOS)
+        self._clock_pub = (
+            self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.cfg.publish_clock else None
+        )
+        self._status_pub = self.create_publisher(String, "sim_status", STATUS_QOS)
+        self.create_subscription(ActionCommand, "command", self.on_command, COMMAND_QOS)
+        self.create_service(Reset, "reset", self._on_reset)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # wall clock, whatever use_sim_time says
+        if self.cfg.mode == "realtime":
+            self.create_timer(1.0 / self.cfg.control_hz, self._on_tick, clock=steady)
+        self.create_timer(self.cfg.status_period_s, self.publish_status, clock=steady)
+        self.publish_status()
+        self.get_logger().info(
+            f"{self.cfg.mode} sim of {self.driver.task_name} (seed {self.driver.seed}): "
+            f"{self.cfg.control_hz:g} Hz, {self.cfg.image_size} px cameras {self.driver.camera_names}, "
+            f"frame '{self.driver.frame_id}'"
+        )
+
+    # ------------------------------------------------------------------ callbacks
+
+    def on_command(self, msg: ActionCommand) -> None:
+        """Subscription callback of `command` (public so in-process compositions can call it directly)."""
+        action = action_command_to_array(msg)
+        if self.cfg.mode == "lockstep":
+            if not self._run(lambda: self.driver.apply(action)):
+                self._log_rejected()
+            return
+        command = self.driver.screen(action)
+        if command is None:
+            self._latest = None  # an invalid command cancels the previous one: hold from the next tick
+            self._log_rejected()
+        else:
+            self._latest = (command, time.monotonic())
+
+    def _on_tick(self) -> None:
+        latest = self._latest
+        if latest is not None and time.monotonic() - latest[1] <= self.cfg.command_timeout_s:
+            self._run(lambda: self.driver.apply(latest[0]))
+        else:
+            self._run(self.driver.hold)
+
+    def _run(self, step) -> bool:
+        """Step the driver and publish; a diverged simulation is logged, not raised into the executor."""
+        try:
+            result = step()
+        except RuntimeError as exc:
+            self.get_logger().error(f"simulation step failed, reset needed: {exc}", throttle_duration_sec=1.0)
+            return True
+        self.publish_state()
+        return result is not False
+
+    def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:
+        try:
+            seed, instruction = self.driver.reset(request.task, request.seed, request.stage)
+        except Exception as exc:  # unknown task or a model that does not build: the caller must know why
+            self.get_logger().error(f"reset to {request.task!r} stage {request.stage} failed: {exc}")
+            response.success, response.message, response.seed = False, str(exc), request.seed
+            return response
+        self._latest = None  # a command of the previous episode must not move the new one
+        self.publish_state()
+        response.success, response.seed, response.instruction = True, seed, instruction
+        response.message = f"{self.driver.task_name} episode {self.driver.episode_id} (seed {seed})"
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    def _log_rejected(self) -> None:
+        stats = self.driver.stats
+        self.get_logger().warning(
+            f"rejected command ({stats.rejected} so far): {stats.last_reject_reason}; the arm holds",
+            throttle_duration_sec=1.0,
+        )
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish_state(self) -> None:
+        """Publish the driver's current state on every topic with one sim-time stamp."""
+        driver = self.driver
+        stamp = nanoseconds_to_time(driver.sim_time_ns)
+        if self._clock_pub is not None:
+            self._clock_pub.publish(clock_msg(stamp))
+        self._joint_pub.publish(joint_state_to_msg(driver.joint_names, *driver.joint_state(), stamp=stamp))
+        msg = observation_to_msg(
+            driver.observation, driver.proprio_names, stamp, driver.frame_id, driver.episode_id, driver.step
+        )
+        for name, image in zip(msg.camera_names, msg.images, strict=True):
+            self._camera_pub(name).publish(image)
+        self._observation_pub.publish(msg)
+
+    def _camera_pub(self, name: str) -> Publisher:
+        if name not in self._camera_pubs:
+            self._camera_pubs[name] = self.create_publisher(Image, f"camera/{name}/image_raw", IMAGE_QOS)
+        return self._camera_pubs[name]
+
+    def publish_status(self) -> None:
+        """Counters and episode state as JSON on `sim_status` (no diagnostic_msgs wheel on PyPI)."""
+        self._status_pub.publish(String(data=json.dumps(self.driver.status())))
+
+    def destroy_node(self) -> None:
+        self.driver.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `python -m pld_sim.ros.sim_node` (and the `sim_node` console script)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # invalid parameters: say which, without a traceback
+        print(f"sim_node: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
