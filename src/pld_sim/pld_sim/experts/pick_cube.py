@@ -34,8 +34,9 @@ class PickCubeExpert(ScriptedExpert):
             action, _ = self.move_towards(obs, cube_pos + np.array([0, 0, 0.005]), quat, CLOSED)
             cube_width = 2 * obs["privileged"][7]
             if obs["proprio"][7] < cube_width + 0.004 or self.phase_steps >= MAX_CLOSE_STEPS:
+                self.lift_xy = obs["proprio"][:2].astype(np.float64)  # lift straight up from here
                 self.advance()
-        else:  # lift
-            target = np.array([cube_pos[0], cube_pos[1], LIFT_HEIGHT])
+        else:  # lift (not towards the cube: chasing a cube that shifts in the hand would drag the hand along)
+            target = np.array([self.lift_xy[0], self.lift_xy[1], LIFT_HEIGHT])
             action, _ = self.move_towards(obs, target, quat, CLOSED)
         return action
