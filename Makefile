@@ -19,8 +19,8 @@ demo: setup  ## run the main job on the simulated robot (results in runs/)
 test: setup lint  ## lint + all tests except hardware-only ones
 	@$(IN_ENV) python -m pytest
 
-lint: setup  ## ruff
-	@.venv/bin/ruff check .
+lint: setup  ## ruff check + ruff format --check
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 format: setup  ## ruff format + autofix
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .

@@ -1,8 +1,8 @@
 """`pld sim <verb>`: look at and check the simulated tasks.
 
-  pld sim tasks                       list the registered tasks with robot, instruction and time limit
-  pld sim experts --task T            success rate of the scripted expert over seeded episodes
-  pld sim snapshot --task T           save the first frame of both cameras as a PNG
+pld sim tasks                       list the registered tasks with robot, instruction and time limit
+pld sim experts --task T            success rate of the scripted expert over seeded episodes
+pld sim snapshot --task T           save the first frame of both cameras as a PNG
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     experts = sub.add_parser("experts", help="scripted-expert success rate over seeded episodes")
     experts.add_argument("--task", action="append", help="task name (repeatable; default: every task)")
     experts.add_argument("--episodes", type=int, default=50, help="episodes per task (default: %(default)s)")
-    experts.add_argument("--noise", type=float, default=0.0, help="expert action noise (default: %(default)s)")
-    experts.add_argument("--hesitation", type=float, default=0.0, help="expert hesitation (default: %(default)s)")
+    experts.add_argument(
+        "--noise", type=float, default=0.0, help="expert action noise (default: %(default)s)"
+    )
+    experts.add_argument(
+        "--hesitation", type=float, default=0.0, help="expert hesitation (default: %(default)s)"
+    )
     experts.add_argument("--json", action="store_true", help="print only JSON")
     experts.set_defaults(sim_run=_experts)
     snapshot = sub.add_parser("snapshot", help="save both camera views of a task's first frame as a PNG")
@@ -40,7 +44,9 @@ def _tasks(args: argparse.Namespace) -> int:
 
     for name in sorted(pld_sim.TASKS):
         task = pld_sim.TASKS[name]()
-        print(f"{name:24s} robot={task.robot:5s} time_limit={task.time_limit_s:5.1f}s  \"{task.instruction()}\"")
+        print(
+            f'{name:24s} robot={task.robot:5s} time_limit={task.time_limit_s:5.1f}s  "{task.instruction()}"'
+        )
     return 0
 
 
@@ -53,14 +59,18 @@ def _experts(args: argparse.Namespace) -> int:
     tasks = args.task or sorted(pld_sim.TASKS)
     results = []
     for task in tasks:
-        cfg = ExpertEvalConfig(task=task, episodes=args.episodes, noise=args.noise, hesitation=args.hesitation)
+        cfg = ExpertEvalConfig(
+            task=task, episodes=args.episodes, noise=args.noise, hesitation=args.hesitation
+        )
         with tqdm(total=cfg.episodes, desc=task, unit="ep", disable=args.json) as bar:
             result = evaluate_expert(cfg, on_episode=lambda _, ok: (bar.update(1), bar.set_postfix(ok=ok)))
         results.append(result)
         if not args.json:
             low, high = result["success_rate_ci95"]
-            print(f"{task}: {result['successes']}/{cfg.episodes} = {result['success_rate']:.0%} "
-                  f"(95% CI {low:.0%}-{high:.0%}), failed seeds {result['failed_seeds']}")
+            print(
+                f"{task}: {result['successes']}/{cfg.episodes} = {result['success_rate']:.0%} "
+                f"(95% CI {low:.0%}-{high:.0%}), failed seeds {result['failed_seeds']}"
+            )
     print(json.dumps(results, indent=2))
     return 0
 
@@ -78,5 +88,5 @@ def _snapshot(args: argparse.Namespace) -> int:
     obs, _ = env.reset(seed=args.seed)
     out = args.out or Path(f"{args.task}_seed{args.seed}.png")
     plt.imsave(out, np.concatenate([obs["images"]["side"], obs["images"]["wrist"]], axis=1))
-    print(f"{out}: side | wrist camera, \"{obs['instruction']}\"")
+    print(f'{out}: side | wrist camera, "{obs["instruction"]}"')
     return 0

@@ -33,7 +33,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def evaluate_expert(cfg: ExpertEvalConfig, on_episode: Callable[[int, bool], None] | None = None) -> dict[str, Any]:
+def evaluate_expert(
+    cfg: ExpertEvalConfig, on_episode: Callable[[int, bool], None] | None = None
+) -> dict[str, Any]:
     import pld_sim
     from pld_sim.experts import ExpertConfig, make_expert
 
