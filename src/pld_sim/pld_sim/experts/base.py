@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pld_sim.control import orientation_error, quat_from_rotvec
+from pld_sim.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,12 @@ def grasp_yaw(object_quat: np.ndarray, symmetry: float = np.pi / 2) -> float:
     return float((yaw + symmetry / 2) % symmetry - symmetry / 2)
 
 
-EXPERTS: dict[str, type[ScriptedExpert]] = {}
+EXPERTS: Registry[type[ScriptedExpert]] = Registry("scripted expert")
 
 
 def register_expert(cls: type[ScriptedExpert]) -> type[ScriptedExpert]:
-    EXPERTS[cls.task] = cls
-    return cls
+    return EXPERTS.add(cls.task, cls)
 
 
 def make_expert(env, cfg: ExpertConfig | None = None, seed: int | None = None) -> ScriptedExpert:
-    name = env.task.name
-    if name not in EXPERTS:
-        raise ValueError(f"no scripted expert for task {name!r}; experts exist for {sorted(EXPERTS)}")
-    return EXPERTS[name](env, cfg, seed)
+    return EXPERTS.lookup(env.task.name)(env, cfg, seed)

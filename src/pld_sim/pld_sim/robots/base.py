@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from pld_sim.registry import Registry
+
 
 @dataclass(frozen=True)
 class RobotSpec:
@@ -45,17 +47,12 @@ class RobotSpec:
         return self.gripper_ctrl_open + closed * (self.gripper_ctrl_closed - self.gripper_ctrl_open)
 
 
-ROBOTS: dict[str, RobotSpec] = {}
+ROBOTS: Registry[RobotSpec] = Registry("robot")
 
 
 def register_robot(spec: RobotSpec) -> RobotSpec:
-    if spec.name in ROBOTS:
-        raise ValueError(f"robot {spec.name!r} is registered twice")
-    ROBOTS[spec.name] = spec
-    return spec
+    return ROBOTS.add(spec.name, spec)
 
 
 def get_robot(name: str) -> RobotSpec:
-    if name not in ROBOTS:
-        raise ValueError(f"unknown robot {name!r}; known robots: {sorted(ROBOTS)}")
-    return ROBOTS[name]
+    return ROBOTS.lookup(name)

@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from pld_sim.randomization import Variation
+from pld_sim.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -84,20 +85,15 @@ class Task(ABC):
             raise ValueError(f"{self.name} has no task state, got {state}")
 
 
-TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    if cls.name in TASKS:
-        raise ValueError(f"task {cls.name!r} is registered twice")
-    TASKS[cls.name] = cls
-    return cls
+    return TASKS.add(cls.name, cls)
 
 
 def make_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[name]()
+    return TASKS.lookup(name)()
 
 
 def free_body_pose(model: mujoco.MjModel, data: mujoco.MjData, body: str) -> tuple[np.ndarray, np.ndarray]:
