@@ -97,4 +97,6 @@ def build_scene(
     spec.attach(robot_spec, frame=world.add_frame(pos=[0, 0, 0]), prefix=ROBOT_PREFIX)
 
     task.add_objects(spec, variation)
+    for name, value in task.physics_options.items():
+        setattr(spec.option, name, value)
     return spec.compile()

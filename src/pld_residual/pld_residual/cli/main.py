@@ -29,11 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # one broken subcommand must not take `pld doctor` down with it
+            sub_parser = sub.add_parser(name, help=f"{help_text} (unavailable: {exc})")
+            sub_parser.set_defaults(run=_unavailable(name, exc))
+            continue
         sub_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(run=module.run)
     return parser
+
+
+def _unavailable(name: str, error: ImportError):
+    def run(_args: argparse.Namespace) -> int:
+        print(
+            f"pld {name}: cannot load its module ({error}). Run `pld doctor` to see what is missing.",
+            file=sys.stderr,
+        )
+        return 1
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

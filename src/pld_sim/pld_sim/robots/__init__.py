@@ -5,7 +5,10 @@ controller and the observation need (arm joints, TCP site, gripper actuator, wri
 Model sources and licences are listed in the package README. Importing this package registers them.
 """
 
-from pld_sim.robots import fr3  # noqa: F401  (registers)
+from pld_sim.robots import (
+    fr3,  # noqa: F401  (registers)
+    yam,  # noqa: F401  (registers)
+)
 from pld_sim.robots.base import ROBOTS, RobotSpec, get_robot, register_robot
 
 __all__ = ["ROBOTS", "RobotSpec", "get_robot", "register_robot"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -45,6 +45,8 @@ class Task(ABC):
     side_camera: ClassVar[CameraPose]
     # robot arm joint positions at reset (None: the robot's home pose)
     start_qpos: ClassVar[tuple[float, ...] | None] = None
+    # MuJoCo `option` fields this task's scene needs (e.g. friction cone), applied by the scene builder
+    physics_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         self.rng = np.random.default_rng(0)
