@@ -46,5 +46,15 @@ def test_task_has_an_expert_a_robot_and_an_instruction(task: str) -> None:
     assert env.robot.name in ROBOTS
     assert isinstance(obs["instruction"], str) and len(obs["instruction"]) > 5
     assert info["success"] is False, "the start state must not already be a success"
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_same_seed_same_start_other_seed_other_start(task: str) -> None:
+    env = pld_sim.make(task, image_size=32)
+    first, _ = env.reset(seed=1)
     again, _ = env.reset(seed=1)
-    np.testing.assert_array_equal(obs["privileged"], again["privileged"])
+    other, _ = env.reset(seed=2)
+    np.testing.assert_array_equal(first["privileged"], again["privileged"])
+    np.testing.assert_array_equal(first["images"]["side"], again["images"]["side"])
+    np.testing.assert_array_equal(first["images"]["wrist"], again["images"]["wrist"])
+    assert not np.array_equal(first["privileged"], other["privileged"])
