@@ -22,5 +22,5 @@ setup(
     maintainer_email="maintainers@pld-ros.dev",
     description="VLA backends, the small default VLA, pretraining and SFT, and the VLA server node.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["vla_server = pld_vla_server.ros.vla_server_node:main"]},
 )

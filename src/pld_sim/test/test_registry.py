@@ -15,3 +15,13 @@ def test_add_lookup_and_errors() -> None:
         registry.add("a", 2)
     with pytest.raises(ValueError, match=r"unknown widget 'b'; known widgets: \['a'\]"):
         registry.lookup("b")
+
+
+def test_lazy_entries_import_their_module_on_first_lookup() -> None:
+    registry: Registry[int] = Registry("codec", lazy={"json": "json"})
+    assert registry.names() == ["json"] and "json" not in registry
+    registry.add("json", 7)  # what importing the module would do
+    assert registry.lookup("json") == 7
+    broken: Registry[int] = Registry("codec", lazy={"zip": "json"})  # the module does not register it
+    with pytest.raises(ValueError, match=r"unknown codec 'zip'; known codecs: \['zip'\]"):
+        broken.lookup("zip")

@@ -8,6 +8,7 @@ import importlib
 # part -> (module with add_arguments/run, help). Later issues add reward, graph, learner, ...
 PARTS: dict[str, tuple[str, str]] = {
     "sim": ("pld_sim.bench", "simulator control steps/s, render fps, IK time vs raw MuJoCo"),
+    "vla": ("pld_vla_server.bench", "VLA chunk latency in-process vs through the server node over DDS"),
 }
 
 

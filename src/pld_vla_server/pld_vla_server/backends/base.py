@@ -60,7 +60,10 @@ class VLABackend(ABC):
         """Release connections or threads (remote backends)."""
 
 
-BACKENDS: Registry[type[VLABackend]] = Registry("VLA backend")
+# small_vla imports torch (seconds): it registers on first use, so `hold` and `openpi` start instantly.
+BACKENDS: Registry[type[VLABackend]] = Registry(
+    "VLA backend", lazy={"small_vla": "pld_vla_server.small_vla.backend"}
+)
 
 
 def register_backend(cls: type[VLABackend]) -> type[VLABackend]:
