@@ -23,10 +23,8 @@ import time
 from dataclasses import fields
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import (
@@ -48,6 +46,7 @@ from pld_sim.ros.conversions import (
     nanoseconds_to_time,
     observation_to_msg,
 )
+from pld_sim.ros.node_main import spin_node
 from pld_sim.sim_driver import SimDriver, SimDriverConfig
 
 # Every received command must be executed in lockstep; the observation bundle is what the recorder keeps.
@@ -196,21 +195,7 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `python -m pld_sim.ros.sim_node` (and the `sim_node` console script)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # invalid parameters: say which, without a traceback
-        print(f"sim_node: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

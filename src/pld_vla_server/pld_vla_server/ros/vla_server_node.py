@@ -22,16 +22,15 @@ import json
 import sys
 from dataclasses import MISSING, fields
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
 
 from pld_interfaces.msg import ActionChunk as ActionChunkMsg
 from pld_interfaces.msg import Observation
+from pld_sim.ros.node_main import spin_node
 from pld_vla_server.backends import VLABackend
 from pld_vla_server.ros.conversions import action_chunk_to_msg, vla_observation_from_msg
 from pld_vla_server.server import ChunkServer, Outcome, ServedChunk, VLAServerConfig
@@ -156,21 +155,7 @@ class VLAServerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `python -m pld_vla_server.ros.vla_server_node` (and the `vla_server` console script)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VLAServerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # invalid parameters: say which, without a traceback
-        print(f"vla_server: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(VLAServerNode, "vla_server", args)
 
 
 if __name__ == "__main__":
