@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
     "sim": ("pld_sim.cli", "list, check and look at the simulated tasks"),
     "bench": ("pld_residual.cli.bench", "benchmarks that print JSON (e.g. `pld bench sim`)"),
+    "pretrain": ("pld_vla_server.pretrain", "train the base VLA on scripted-expert demonstrations"),
 }
 
 

@@ -1,0 +1,251 @@
+"""Scripted-expert demonstrations for pretraining the base VLA (PLD stage 0).
+
+The base policy of PLD is meant to be a *modest generalist*: it should solve the tasks sometimes, not
+always, so that the residual RL specialist has something to improve. We get there by training on a
+deliberately small, noisy, multi-task dataset: the scripted experts run with action noise (and optional
+hesitation), only successful episodes are kept, and the count per task is limited.
+
+Everything is seeded: episode `i` of a task uses env/expert seed `first_seed + i` (failed attempts use up
+a seed too), so the same `DemoConfig` always gives the same dataset. Demo seeds stay below
+`EVAL_FIRST_SEED`, so evaluation never sees a training scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pld_vla_server.dataset import MANIFEST, Episode, manifest_records, save_episodes
+
+# Evaluation seeds start here; demo seeds must stay below (checked in DemoConfig).
+EVAL_FIRST_SEED = 10_000
+COLLECTION_REPORT = "collection.json"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What to collect. `demos_per_task` counts kept (successful) episodes, not attempts."""
+
+    tasks: tuple[str, ...] = ("pick_cube", "peg_insertion")
+    demos_per_task: int = 40
+    noise: float = 0.1
+    hesitation: float = 0.0
+    first_seed: int = 0
+    image_size: int = 128
+    # give up on a task after this many attempts per wanted demo (a broken expert must not loop forever)
+    max_attempts_per_demo: float = 4.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise ValueError("tasks must not be empty")
+        if self.demos_per_task < 1:
+            raise ValueError("demos_per_task must be at least 1")
+        if not (0.0 <= self.noise <= 1.0 and 0.0 <= self.hesitation <= 1.0):
+            raise ValueError("noise and hesitation must be in [0, 1]")
+        if self.first_seed < 0 or self.max_attempts_per_demo < 1.0:
+            raise ValueError("first_seed must be >= 0 and max_attempts_per_demo >= 1")
+        if self.first_seed + self.max_attempts > EVAL_FIRST_SEED:
+            raise ValueError(
+                f"demo seeds would reach the evaluation seeds (>= {EVAL_FIRST_SEED}); "
+                "lower first_seed or demos_per_task"
+            )
+
+    @property
+    def max_attempts(self) -> int:
+        return int(np.ceil(self.demos_per_task * self.max_attempts_per_demo))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DemoConfig:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown demo options: {sorted(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["tasks"] = list(self.tasks)
+        return values
+
+    def cache_key(self) -> str:
+        """A readable, unique directory name for this configuration (the dataset cache key)."""
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        tasks = "+".join(self.tasks)
+        return (
+            f"{tasks}-n{self.demos_per_task}-noise{self.noise:g}-hes{self.hesitation:g}"
+            f"-seed{self.first_seed}-{digest}"
+        )
+
+
+def run_expert_episode(env, task: str, seed: int, noise: float, hesitation: float) -> Episode:
+    """One seeded expert episode with its camera frames; `success` says whether to keep it."""
+    from pld_sim.experts import ExpertConfig, make_expert
+
+    obs, info = env.reset(seed=seed)
+    expert = make_expert(env, ExpertConfig(noise=noise, hesitation=hesitation), seed=seed)
+    images: dict[str, list[np.ndarray]] = {cam: [] for cam in obs["images"]}
+    proprio, actions = [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = np.asarray(expert.act(obs), dtype=np.float32)
+        for cam, frame in obs["images"].items():
+            images[cam].append(frame)
+        proprio.append(obs["proprio"])
+        actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+    return Episode(
+        images={cam: np.stack(frames) for cam, frames in images.items()},
+        proprio=np.stack(proprio).astype(np.float32),
+        actions=np.stack(actions).astype(np.float32),
+        instruction=obs["instruction"],
+        task=task,
+        seed=seed,
+        success=bool(info["success"]),
+        source="scripted_expert",
+        meta={"noise": noise, "hesitation": hesitation, "seed": seed, "expert": task},
+    )
+
+
+def collect_task(
+    cfg: DemoConfig,
+    task: str,
+    out_dir: Path,
+    on_episode: Callable[[int, int, bool], None] | None = None,
+) -> dict[str, Any]:
+    """Collect `cfg.demos_per_task` successful demos of one task into the fresh dataset `out_dir`.
+
+    Episodes are written as they finish, so memory stays at one episode. Failed attempts are counted
+    and discarded. `on_episode(kept, discarded, success)` is called after every attempt.
+    """
+    import pld_sim
+
+    if (out_dir / MANIFEST).exists():
+        raise FileExistsError(f"{out_dir} already holds a dataset; collect into a fresh directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    env = pld_sim.make(task, image_size=cfg.image_size, render_images=True)
+    kept, discarded, steps, seeds = 0, 0, 0, []
+    for attempt in range(cfg.max_attempts):
+        if kept >= cfg.demos_per_task:
+            break
+        seed = cfg.first_seed + attempt
+        episode = run_expert_episode(env, task, seed, cfg.noise, cfg.hesitation)
+        if episode.success:
+            save_episodes([episode], out_dir)
+            kept += 1
+            steps += len(episode)
+            seeds.append(seed)
+        else:
+            discarded += 1
+        if on_episode is not None:
+            on_episode(kept, discarded, episode.success)
+    env.close()
+    if kept < cfg.demos_per_task:
+        print(
+            f"collect_demos: {task}: only {kept}/{cfg.demos_per_task} successful demos in "
+            f"{cfg.max_attempts} attempts (noise {cfg.noise}); continuing with what there is"
+        )
+    return {
+        "kept": kept,
+        "discarded": discarded,
+        "attempts": kept + discarded,
+        "steps": steps,
+        "seeds": seeds,
+        "seed_range": [cfg.first_seed, cfg.first_seed + kept + discarded - 1],
+        "expert_success_rate": round(kept / max(1, kept + discarded), 3),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "cpu_time_s": round(time.process_time() - cpu_start, 1),
+    }
+
+
+def merge_tasks(cfg: DemoConfig, root: Path, per_task: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Make `root` one dataset over its per-task sub-datasets `root/<task>/` (no episode is copied:
+    the top-level manifest points at `<task>/episode_*.npz`), and write the collection report."""
+    records = []
+    for task in cfg.tasks:
+        for record in manifest_records(root / task):
+            records.append({**record, "file": f"{task}/{record['file']}"})
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"episodes": records}, indent=1))
+    tmp.replace(root / MANIFEST)
+    report = {
+        "config": cfg.to_dict(),
+        "dataset": str(root),
+        "episodes": sum(t["kept"] for t in per_task.values()),
+        "steps": sum(t["steps"] for t in per_task.values()),
+        "discarded": sum(t["discarded"] for t in per_task.values()),
+        "per_task": per_task,
+        "wall_time_s": round(sum(t["wall_time_s"] for t in per_task.values()), 1),
+        "cpu_time_s": round(sum(t["cpu_time_s"] for t in per_task.values()), 1),
+    }
+    (root / COLLECTION_REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def collect_demos(cfg: DemoConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Collect every task of `cfg` one after the other into `out_dir`; returns the collection report."""
+    from tqdm import tqdm
+
+    per_task: dict[str, dict[str, Any]] = {}
+    with tqdm(
+        total=cfg.demos_per_task * len(cfg.tasks), desc="demos", unit="demo", disable=not progress
+    ) as bar:
+        for task in cfg.tasks:
+
+            def on_episode(kept: int, discarded: int, success: bool, task: str = task) -> None:
+                bar.update(int(success))
+                bar.set_postfix(task=task, discarded=discarded)
+
+            per_task[task] = collect_task(cfg, task, out_dir / task, on_episode)
+    return merge_tasks(cfg, out_dir, per_task)
+
+
+Collector = Callable[[DemoConfig, Path], dict[str, Any]]
+
+
+def cached_or_collect(
+    cfg: DemoConfig, cache_root: Path, progress: bool = True, collector: Collector | None = None
+) -> tuple[Path, dict, bool]:
+    """The dataset for `cfg` under `cache_root`, collected only when no complete copy exists.
+
+    Returns (dataset dir, collection report, reused?). A copy counts as complete when its report exists
+    and names the same config; an interrupted collection is thrown away and redone (it is cheap).
+    `collector(cfg, directory)` replaces the sequential `collect_demos` (e.g. one process per task).
+    """
+    directory = cache_root / cfg.cache_key()
+    report_path = directory / COLLECTION_REPORT
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        if report.get("config") == cfg.to_dict():
+            return directory, report, True
+    partial = directory.with_name(directory.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    collect = collector or (lambda c, d: collect_demos(c, d, progress=progress))
+    report = collect(cfg, partial)
+    if directory.exists():
+        shutil.rmtree(directory)
+    partial.rename(directory)
+    report["dataset"] = str(directory)
+    (directory / COLLECTION_REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    return directory, report, False
+
+
+__all__ = [
+    "COLLECTION_REPORT",
+    "EVAL_FIRST_SEED",
+    "DemoConfig",
+    "cached_or_collect",
+    "collect_demos",
+    "collect_task",
+    "merge_tasks",
+    "run_expert_episode",
+]

@@ -1,0 +1,84 @@
+"""Scripted-expert demo collection writes a valid, seeded dataset of successful episodes only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pld_sim.expert_eval import ExpertEvalConfig, evaluate_expert
+from pld_vla_server.collect_demos import (
+    COLLECTION_REPORT,
+    EVAL_FIRST_SEED,
+    DemoConfig,
+    cached_or_collect,
+    collect_demos,
+)
+from pld_vla_server.dataset import MANIFEST, load_episodes, manifest_records
+
+
+def test_collection_keeps_only_successes_and_records_the_settings(tmp_path: Path) -> None:
+    # at noise 0.8 the pick_cube expert fails now and then (seed 2 of the first four): it must be dropped
+    cfg = DemoConfig(tasks=("pick_cube",), demos_per_task=3, noise=0.8, hesitation=0.1, image_size=64)
+    report = collect_demos(cfg, tmp_path / "demos", progress=False)
+    task = report["per_task"]["pick_cube"]
+    assert task["kept"] == 3 and report["episodes"] == 3
+    assert task["discarded"] >= 1, "expected at least one failed attempt at this noise"
+    assert task["attempts"] == task["kept"] + task["discarded"] == report["discarded"] + 3
+
+    records = manifest_records(tmp_path / "demos")
+    assert [r["seed"] for r in records] == task["seeds"]
+    attempted = set(range(task["attempts"]))
+    failed = sorted(attempted - set(task["seeds"]))
+    assert len(failed) == task["discarded"]
+    for record in records:
+        assert record["success"] and record["task"] == "pick_cube"
+        assert record["instruction"] == "pick up the blue cube"
+        assert record["meta"] == {
+            "noise": 0.8,
+            "hesitation": 0.1,
+            "seed": record["seed"],
+            "expert": "pick_cube",
+        }
+    # the discarded seeds really are expert failures (checked without cameras, same physics)
+    for seed in failed:
+        result = evaluate_expert(
+            ExpertEvalConfig("pick_cube", episodes=1, first_seed=seed, noise=0.8, hesitation=0.1)
+        )
+        assert result["successes"] == 0
+
+    episodes = load_episodes(tmp_path / "demos", only_successful=False)
+    assert len(episodes) == 3
+    for episode, record in zip(episodes, records, strict=True):
+        assert len(episode) == record["length"] > 5
+        assert episode.images["side"].shape == (len(episode), 64, 64, 3)
+        assert episode.images["wrist"].dtype == np.uint8
+        assert episode.proprio.shape == (len(episode), 15)
+        assert np.all(np.abs(episode.actions[:, :3]) <= 0.02 + 1e-6)
+    saved = json.loads((tmp_path / "demos" / COLLECTION_REPORT).read_text())
+    assert saved["config"] == cfg.to_dict()
+
+
+def test_cache_reuses_the_same_settings_and_not_others(tmp_path: Path) -> None:
+    cfg = DemoConfig(tasks=("pick_cube",), demos_per_task=1, noise=0.1, image_size=32)
+    first, report, reused = cached_or_collect(cfg, tmp_path, progress=False)
+    assert not reused and (first / MANIFEST).exists() and report["episodes"] == 1
+    again, _, reused = cached_or_collect(cfg, tmp_path, progress=False)
+    assert reused and again == first
+    other, _, reused = cached_or_collect(
+        DemoConfig.from_dict({**cfg.to_dict(), "noise": 0.2}), tmp_path, False
+    )
+    assert not reused and other != first
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_config_keeps_demo_seeds_below_the_evaluation_seeds() -> None:
+    with pytest.raises(ValueError, match="evaluation seeds"):
+        DemoConfig(demos_per_task=10, first_seed=EVAL_FIRST_SEED - 5)
+    with pytest.raises(ValueError):
+        DemoConfig(demos_per_task=0)
+    with pytest.raises(ValueError, match="unknown"):
+        DemoConfig.from_dict({"demos": 3})
+    assert DemoConfig().cache_key() != DemoConfig(noise=0.2).cache_key()

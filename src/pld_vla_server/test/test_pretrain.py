@@ -1,0 +1,138 @@
+"""`pld pretrain`: configuration, and the smoke budget end to end (collect, train both heads, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pld_residual.cli.main import build_parser
+from pld_vla_server.collect_demos import DemoConfig
+from pld_vla_server.pretrain import (
+    BUDGETS,
+    PLOT,
+    SUMMARY,
+    TRAIN_REPORT,
+    PretrainConfig,
+    config_from_args,
+    estimate_idle_wall_time,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["pretrain", *argv])
+
+
+def test_budget_presets_and_overrides() -> None:
+    default = config_from_args(parse())
+    assert default.demos.tasks == ("pick_cube", "peg_insertion") and default.heads == ("flow", "ar")
+    assert default.demos.demos_per_task == BUDGETS["default"]["demos_per_task"]
+    assert default.eval_episodes == 50 and default.demos.noise > 0
+    smoke = config_from_args(parse("--budget", "smoke"))
+    assert smoke.eval_episodes == 2 and smoke.steps < 100 and smoke.demos.demos_per_task <= 3
+    custom = config_from_args(
+        parse(
+            "--tasks", "pick_cube", "--heads", "ar", "--steps", "7", "--no-eval", "--model", "trunk_hidden=64"
+        )
+    )
+    assert custom.demos.tasks == ("pick_cube",) and custom.heads == ("ar",) and custom.steps == 7
+    assert custom.eval_episodes == 0 and custom.model["trunk_hidden"] == 64
+    assert config_from_args(parse("--execute-steps", "0")).execute_steps is None
+
+
+def test_config_round_trip_and_training_identity() -> None:
+    cfg = PretrainConfig(demos=DemoConfig(demos_per_task=3), steps=10, model={"trunk_hidden": 64})
+    assert PretrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.train_key("flow") != cfg.train_key("ar")
+    assert cfg.train_key("flow") != PretrainConfig(demos=cfg.demos, steps=11, model=cfg.model).train_key(
+        "flow"
+    )
+    # evaluation settings do not change what is trained
+    same = PretrainConfig(demos=cfg.demos, steps=10, model=cfg.model, eval_episodes=3, execute_steps=None)
+    assert same.train_key("flow") == cfg.train_key("flow")
+    with pytest.raises(ValueError):
+        PretrainConfig(heads=("transformer",))
+    with pytest.raises(ValueError):
+        PretrainConfig(model={"head": "ar"})
+    with pytest.raises(ValueError):
+        PretrainConfig(eval_first_seed=5)
+
+
+def test_idle_time_estimate_replays_the_schedule() -> None:
+    summary = {
+        "data": {"per_task": {"a": {"cpu_time_s": 10.0}, "b": {"cpu_time_s": 6.0}}},
+        "config": {"heads": ["flow", "ar"]},
+        "heads": {
+            "flow": {"trained": True, "train_cpu_time_s": 100.0, "eval": {"a": {"cpu_time_s": 30.0}}},
+            "ar": {"trained": True, "train_cpu_time_s": 150.0, "eval": {"a": {"cpu_time_s": 40.0}}},
+        },
+    }
+    # two lanes: tasks collected side by side (10); flow 100 + its eval 30 = 130 while ar trains to 150,
+    # then ar's eval 40 -> 190
+    assert estimate_idle_wall_time(summary, workers=2) == 10.0 + 190.0
+    assert estimate_idle_wall_time(summary, workers=1) == 16.0 + 320.0
+    summary["heads"]["ar"]["trained"] = False
+    assert estimate_idle_wall_time(summary, workers=2) is None
+
+
+@pytest.mark.slow
+def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "base_vla"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pld_residual.cli",
+        "pretrain",
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["complete"] and not summary["errors"]
+    assert (out / PLOT).read_bytes()[:8] == PNG_MAGIC
+    assert summary["data"]["episodes"] == 2 * BUDGETS["smoke"]["demos_per_task"]
+
+    from pld_sim import make
+    from pld_vla_server.evaluation import to_vla_observation
+    from pld_vla_server.small_vla import SmallVLABackend
+
+    obs, _ = make("pick_cube").reset(seed=0)
+    for head in ("flow", "ar"):
+        entry = summary["heads"][head]
+        assert entry["trained"] and entry["steps"] == BUDGETS["smoke"]["steps"]
+        record = json.loads((out / head / TRAIN_REPORT).read_text())
+        assert record["data"]["dataset"] == summary["data"]["dataset"]
+        assert record["data"]["per_task"]["pick_cube"]["seeds"] == [0, 1]
+        assert len(record["losses"]) == BUDGETS["smoke"]["steps"] and "wall_time_s" in record
+        assert "git" in record
+        backend = SmallVLABackend.load(out / head)
+        assert backend.config.head == head and backend.model_id == entry["model_id"]
+        chunk = backend.predict(to_vla_observation(obs))
+        assert chunk.actions.shape == (10, 7) and np.all(np.isfinite(chunk.actions))
+        for task in ("pick_cube", "peg_insertion"):
+            evaluation = entry["eval"][task]
+            assert evaluation["episodes"] == 2 and len(evaluation["per_seed"]) == 2
+            assert [s[0] for s in evaluation["per_seed"]] == [10_000, 10_001]
+            low, high = evaluation["success_rate_ci95"]
+            assert 0.0 <= low <= evaluation["success_rate"] <= high <= 1.0
+
+    # the same command again reuses everything that is finished: no collection, training or evaluation
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "demos: reused" in again.stdout
+    rerun = json.loads((out / SUMMARY).read_text())
+    for head in ("flow", "ar"):
+        assert rerun["heads"][head]["model_id"] == summary["heads"][head]["model_id"]
+        assert rerun["heads"][head]["eval"] == summary["heads"][head]["eval"]
