@@ -1,0 +1,163 @@
+"""The one validated configuration of the residual SAC agent, with the PLD paper's defaults.
+
+Defaults follow design.md §1 (PLD Table 5): batch 256, gamma 0.99, grad-clip 1.0, AdamW, reward bias 0,
+critic:actor ratio 2, OTF ratio 1, initial temperature 1.0, xi = 0.5 reached by a schedule from a small
+value, 2 LayerNorm Q functions, tau 0.005, 3x256 tanh MLPs and a Cal-QL critic warm start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+WARMSTARTS = ("none", "calql", "cql", "iql")
+ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
+
+
+@dataclass(frozen=True)
+class ResidualSACConfig:
+    """Hyper-parameters of one residual SAC learner; frozen and hashable so jit can treat it as static."""
+
+    action_dim: int = 7
+    # combined actions live in this box (the env's normalised action space)
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+    # networks: `*_layers` hidden layers of `hidden` units, each Dense -> LayerNorm -> activation
+    hidden: int = 256
+    actor_layers: int = 3
+    critic_layers: int = 3
+    activation: str = "tanh"
+    num_qs: int = 2
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    # optimisation
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temp_lr: float = 3e-4
+    weight_decay: float = 1e-4  # AdamW, on kernels only (not LayerNorm, biases or log-alpha)
+    grad_clip: float = 1.0  # global-norm clip per network
+    init_temperature: float = 1.0
+    # None: -action_dim / 2 (RLPD's choice). The residual reaches the robot scaled by xi <= 0.5, so the
+    # classic -action_dim would squeeze exploration twice; half of it keeps useful noise on sparse rewards.
+    target_entropy: float | None = None
+    backup_entropy: bool = True
+
+    # update schedule
+    critic_actor_ratio: int = 2  # critic every gradient step, actor + temperature every 2nd
+    utd_ratio: int = 1  # gradient steps per environment step (read by the learning loop)
+    updates_per_call: int = 1  # gradient steps per `update` call (lax.scan, one dispatch)
+    batch_size: int = 256
+    reward_bias: float = 0.0
+
+    # on-the-fly (OTF) backup: max over K residual samples at s' with the base action fixed; 1 = plain SAC
+    otf_samples: int = 1
+
+    # residual scale xi, linear from xi_initial to xi_final over xi_warmup_steps gradient steps
+    xi_initial: float = 0.1
+    xi_final: float = 0.5
+    xi_warmup_steps: int = 10_000
+
+    # critic warm start on offline base successes
+    warmstart: str = "calql"
+    cql_alpha: float = 5.0
+    cql_num_samples: int = 10
+    cql_importance_sample: bool = True
+    iql_expectile: float = 0.7
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "action_dim",
+            "hidden",
+            "actor_layers",
+            "critic_layers",
+            "num_qs",
+            "critic_actor_ratio",
+            "utd_ratio",
+            "updates_per_call",
+            "batch_size",
+            "otf_samples",
+            "cql_num_samples",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.xi_warmup_steps, bool) or not isinstance(self.xi_warmup_steps, int):
+            raise ValueError(f"xi_warmup_steps must be an integer, got {self.xi_warmup_steps!r}")
+        if self.xi_warmup_steps < 0:
+            raise ValueError(f"xi_warmup_steps must be >= 0, got {self.xi_warmup_steps}")
+        for name in ("actor_lr", "critic_lr", "temp_lr", "grad_clip", "init_temperature"):
+            value = getattr(self, name)
+            if not _is_real(value) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("weight_decay", "cql_alpha"):
+            value = getattr(self, name)
+            if not _is_real(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        for name in ("reward_bias", "action_low", "action_high", "log_std_min", "log_std_max"):
+            if not _is_real(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
+        if not self.action_low < self.action_high:
+            raise ValueError(
+                f"action_low must be below action_high, got {self.action_low} >= {self.action_high}"
+            )
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"log_std_min must be below log_std_max, got {self.log_std_min}")
+        if not _is_real(self.gamma) or not 0 <= self.gamma < 1:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma!r}")
+        if not _is_real(self.tau) or not 0 < self.tau <= 1:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
+        for name in ("xi_initial", "xi_final"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not _is_real(self.iql_expectile) or not 0 < self.iql_expectile < 1:
+            raise ValueError(f"iql_expectile must be in (0, 1), got {self.iql_expectile!r}")
+        if self.target_entropy is not None and not _is_real(self.target_entropy):
+            raise ValueError(f"target_entropy must be a number or None, got {self.target_entropy!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+        if self.warmstart not in WARMSTARTS:
+            raise ValueError(f"warmstart must be one of {list(WARMSTARTS)}, got {self.warmstart!r}")
+        for name in ("backup_entropy", "cql_importance_sample"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    @property
+    def resolved_target_entropy(self) -> float:
+        """The target entropy actually used (None in the config means -action_dim / 2)."""
+        return -self.action_dim / 2 if self.target_entropy is None else float(self.target_entropy)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResidualSACConfig:
+        """Build from a plain dict (JSON, YAML, ROS parameters); unknown keys are an error, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ResidualSACConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; `from_dict(to_dict())` gives an equal config."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ResidualSACConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def check_obs_dim(obs_dim: Any) -> int:
+    """The observation width as an int; ValueError naming `obs_dim` otherwise."""
+    if isinstance(obs_dim, bool) or not hasattr(obs_dim, "__index__") or obs_dim.__index__() < 1:
+        raise ValueError(f"obs_dim must be a positive integer, got {obs_dim!r}")
+    return obs_dim.__index__()
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

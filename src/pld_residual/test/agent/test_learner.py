@@ -1,0 +1,101 @@
+"""Learner: scanned updates run and learn, the critic:actor ratio holds, warm starts run, bad batches fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import pytest
+
+from pld_residual.agent import learner
+from pld_residual.agent.config import ResidualSACConfig
+
+
+def _finite(info: dict) -> bool:
+    return all(np.isfinite(float(value)) for value in info.values())
+
+
+def test_update_runs_counts_steps_and_returns_finite_info(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    state = learner.create(tiny_config, obs_dim, seed=0)
+    new_state, info = learner.update(state, make_batch())
+    assert _finite(info)
+    for key in ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "temperature", "entropy", "xi"):
+        assert key in info
+    assert int(new_state.step) == 25 and int(new_state.critic.step) == 25
+    # critic every step, actor + temperature every 2nd: steps 2, 4, ..., 24 of 25
+    assert int(info["actor_updates"]) == 12 and int(new_state.actor.step) == 12
+    assert int(new_state.temperature.step) == 12
+    assert int(state.step) == 0  # the input state is untouched (immutable)
+    assert float(info["xi"]) == pytest.approx(0.1 + 0.4 * 12 / 100, abs=1e-6)  # mean over steps 0..24
+    assert new_state.actor.params is not state.actor.params
+
+
+def test_a_few_hundred_updates_reduce_the_critic_loss(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    state = learner.create(tiny_config, obs_dim, seed=1)
+    batch = make_batch(seed=1)  # reward = tanh(obs[0]) at terminals: the Q target is fixed
+    losses = []
+    for _ in range(12):  # 300 gradient steps
+        state, info = learner.update(state, batch)
+        losses.append(float(info["critic_loss"]))
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses
+    # soft target follows the critic but lags it
+    critic = jax.tree.leaves(state.critic.params)[0]
+    target = jax.tree.leaves(state.target_critic_params)[0]
+    assert not np.array_equal(np.asarray(critic), np.asarray(target))
+
+
+def test_current_xi_follows_the_schedule(tiny_config: ResidualSACConfig, obs_dim: int) -> None:
+    state = learner.create(tiny_config, obs_dim)
+    assert learner.current_xi(state) == pytest.approx(0.1)
+    assert learner.current_xi(state.replace(step=np.int32(50))) == pytest.approx(0.3)
+
+
+def test_bad_batches_fail_with_a_message(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    state = learner.create(tiny_config, obs_dim)
+    batch = make_batch()
+    with pytest.raises(ValueError, match="next_base_action"):
+        learner.update(state, {k: v for k, v in batch.items() if k != "next_base_action"})
+    with pytest.raises(ValueError, match=r"batch\['obs'\]"):
+        learner.update(state, {**batch, "obs": batch["obs"][..., :-1]})
+    with pytest.raises(ValueError, match="mc_return"):
+        learner.pretrain_critic(state, batch)  # Cal-QL needs Monte-Carlo returns
+    with pytest.raises(ValueError, match="action_dim"):
+        learner.create(tiny_config, obs_dim, action_dim=6)
+
+
+def test_calql_warm_start_moves_only_the_critic(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    state = learner.create(tiny_config, obs_dim)
+    new_state, info = learner.pretrain_critic(state, make_batch(updates=2, mc=True))
+    assert _finite(info) and {"td_loss", "cql_loss", "q_policy_mean", "q_random_mean"} <= set(info)
+    assert int(new_state.step) == 0  # the online schedule has not started
+    for before, after in zip(
+        jax.tree.leaves(state.actor.params), jax.tree.leaves(new_state.actor.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+    changed = jax.tree.leaves(
+        jax.tree.map(lambda a, b: bool(np.any(a != b)), state.critic.params, new_state.critic.params)
+    )
+    assert all(changed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warmstart", ["cql", "iql"])
+def test_other_warm_starts_run(warmstart: str, obs_dim: int, make_batch: Callable) -> None:
+    cfg = ResidualSACConfig(hidden=16, batch_size=16, warmstart=warmstart, otf_samples=2, cql_num_samples=2)
+    state = learner.create(cfg, obs_dim)
+    new_state, info = learner.pretrain_critic(state, make_batch(updates=2))
+    assert _finite(info) and float(info["critic_loss"]) > 0
+    if warmstart == "iql":
+        assert "value_loss" in info and int(new_state.value.step) == 2
+    with pytest.raises(ValueError, match="warmstart"):
+        learner.pretrain_critic(learner.create(cfg.replace(warmstart="none"), obs_dim), make_batch(updates=1))
