@@ -22,5 +22,10 @@ setup(
     maintainer_email="maintainers@pld-ros.dev",
     description="Residual SAC / Cal-QL (JAX), replay, probing, collection, the pld CLI, and their nodes.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["pld = pld_residual.cli.main:main"]},
+    entry_points={
+        "console_scripts": [
+            "pld = pld_residual.cli.main:main",
+            "residual_actor = pld_residual.ros.residual_actor_node:main",
+        ]
+    },
 )
