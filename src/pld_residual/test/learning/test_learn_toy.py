@@ -1,0 +1,136 @@
+"""The real learning loop on the toy reach task: it learns, keeps probing out of replay, and resumes.
+
+All tests here share one agent config and one observation size, so `update` / `pretrain_critic` compile
+once per session (15-20 s each on this CPU); the runs themselves take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pld_residual.agent.policy import ResidualPolicy
+from pld_residual.learning.loop import learn
+from pld_residual.learning.run_state import find_checkpoint, load_run
+from pld_residual.replay import ReplayBuffer
+
+
+def test_pld_learns_the_offset_the_base_gets_wrong(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config, base_success_rate
+) -> None:
+    base_alone = base_success_rate(episodes=200)
+    cfg = make_toy_config(total_env_steps=1500, eval_every_steps=500, eval_episodes=50)
+    start = time.perf_counter()
+    summary = learn(cfg, tmp_path / "run", base_backend=toy_base, env_factory=toy_env_factory, progress=False)
+    seconds = time.perf_counter() - start
+    curve = summary["curve"]
+    print(
+        f"\ntoy reach: base alone {base_alone:.2f} (200 ep), at 0 steps {curve[0]['success_rate']:.2f}, "
+        f"learned {summary['final_success_rate']:.2f} after {summary['env_steps']} env steps, "
+        f"{summary['updates']} updates, {seconds:.1f} s (incl. jit compile)"
+    )
+    assert base_alone <= 0.35
+    assert curve[0]["env_steps"] == 0 and curve[0]["success_rate"] <= 0.4  # zero residual = the base
+    assert summary["final_success_rate"] >= 0.9
+    assert summary["complete"] and summary["env_steps"] == 1500
+    assert summary["offline"]["successes"] == cfg.offline_episodes
+    assert summary["warmstart"]["steps"] == 200
+    for name in ("curve.json", "curve.png", "summary.json", "policy/config.json", "policy/params.msgpack"):
+        assert (tmp_path / "run" / name).is_file(), name
+    points = json.loads((tmp_path / "run" / "curve.json").read_text())["points"]
+    steps = [p["env_steps"] for p in points]  # evaluations happen at the first episode end past each 500
+    assert len(steps) == 4 and steps[0] == 0 and steps[-1] == 1500 and steps == sorted(steps)
+    assert all({"env_steps", "success_rate", "ci95", "wall_time_s"} <= set(p) for p in points)
+
+
+def test_probing_steps_never_reach_the_online_buffer(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config
+) -> None:
+    trajectories = []
+    cfg = make_toy_config(
+        total_env_steps=600, warmup_episodes=2, probing_alpha=0.8, eval_episodes=2, eval_every_steps=600
+    )
+    learn(
+        cfg, tmp_path, base_backend=toy_base, env_factory=toy_env_factory, progress=False,
+        on_episode=trajectories.append,
+    )  # fmt: skip
+    online = load_run(find_checkpoint(tmp_path))[1]
+    where: dict[bytes, tuple[int, int]] = {}  # observation -> (episode, step)
+    expected_transitions = probing_steps = 0
+    for index, trajectory in enumerate(trajectories):
+        plan = trajectory.plan
+        assert plan.warmup == (index < 2)
+        provenance = trajectory.provenance
+        assert provenance[: plan.base_steps] == ["base"] * min(plan.base_steps, len(provenance))
+        assert all(p == "residual" for p in provenance[plan.base_steps :])
+        for t, step in enumerate(trajectory.steps):
+            where[step.obs["proprio"].tobytes()] = (index, t)
+            probing_steps += not plan.goes_to_replay(t)
+        expected_transitions += max(0, len(trajectory) - plan.replay_start_step)
+    assert probing_steps > 100  # the test means something
+    assert len(online) == expected_transitions
+    batch = online.sample(4000, np.random.default_rng(0))
+    for proprio in batch["obs"]["proprio"]:
+        episode, t = where[proprio.tobytes()]
+        assert trajectories[episode].plan.goes_to_replay(t), (episode, t)
+
+
+def _params(run_dir: Path) -> bytes:
+    return ResidualPolicy.load(run_dir / "policy").params_to_bytes()
+
+
+def test_resume_continues_exactly_where_it_stopped(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config
+) -> None:
+    cfg = make_toy_config(total_env_steps=600, eval_every_steps=300, eval_episodes=10, checkpoint_every=200)
+    kwargs = dict(base_backend=toy_base, env_factory=toy_env_factory, progress=False)
+    whole = learn(cfg, tmp_path / "whole", **kwargs)
+
+    first = learn(cfg, tmp_path / "split", stop_after_steps=250, **kwargs)
+    assert not first["complete"] and 250 <= first["env_steps"] < 300
+    counters = load_run(find_checkpoint(tmp_path / "split"))[3]
+    assert counters.env_steps == first["env_steps"] and counters.updates == first["updates"]
+    buffer_size = len(ReplayBuffer.load(tmp_path / "split" / "checkpoint" / "online.npz"))
+
+    second = learn(cfg, tmp_path / "split", **kwargs)
+    assert second["complete"] and second["episodes"] > first["episodes"]
+    assert len(load_run(find_checkpoint(tmp_path / "split"))[1]) > buffer_size
+    for key in ("env_steps", "episodes", "updates", "final_success_rate"):
+        assert second[key] == whole[key], key
+    assert [p["success_rate"] for p in second["curve"]] == [p["success_rate"] for p in whole["curve"]]
+    assert _params(tmp_path / "split") == _params(tmp_path / "whole")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_continues(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config
+) -> None:
+    cfg = make_toy_config(total_env_steps=400, eval_every_steps=400, eval_episodes=2)
+    seen = []
+
+    def interrupt_on_fifth(trajectory) -> None:
+        seen.append(trajectory)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    kwargs = dict(base_backend=toy_base, env_factory=toy_env_factory, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        learn(cfg, tmp_path, on_episode=interrupt_on_fifth, **kwargs)
+    counters = load_run(find_checkpoint(tmp_path))[3]
+    assert counters.episodes == 5 and counters.env_steps == sum(len(t) for t in seen)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] and not summary["complete"]
+    resumed = learn(cfg, tmp_path, **kwargs)
+    assert resumed["complete"] and resumed["env_steps"] == 400 and resumed["episodes"] > 5
+
+
+def test_a_changed_config_is_not_resumed_silently(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config
+) -> None:
+    kwargs = dict(base_backend=toy_base, env_factory=toy_env_factory, progress=False)
+    learn(make_toy_config(total_env_steps=50, eval_episodes=2), tmp_path, stop_after_steps=1, **kwargs)
+    with pytest.raises(ValueError, match="probing_alpha"):
+        learn(make_toy_config(total_env_steps=50, eval_episodes=2, probing_alpha=0.2), tmp_path, **kwargs)
