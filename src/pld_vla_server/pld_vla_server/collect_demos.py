@@ -12,11 +12,13 @@ a seed too), so the same `DemoConfig` always gives the same dataset. Demo seeds 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,31 @@ def cached_or_collect(
     `collector(cfg, directory)` replaces the sequential `collect_demos` (e.g. one process per task).
     """
     directory = cache_root / cfg.cache_key()
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cache_root / f"{cfg.cache_key()}.lock", progress):
+        return _cached_or_collect_locked(cfg, directory, progress, collector)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, progress: bool) -> Iterator[None]:
+    """One collector per dataset: a second `pld pretrain` with the same demo settings waits for the first
+    and then reuses its dataset (two writers of one `.partial` directory would wreck each other's)."""
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"waiting for another process that collects {lock_path.stem} ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached_or_collect_locked(
+    cfg: DemoConfig, directory: Path, progress: bool, collector: Collector | None
+) -> tuple[Path, dict, bool]:
     report_path = directory / COLLECTION_REPORT
     if report_path.exists():
         report = json.loads(report_path.read_text())

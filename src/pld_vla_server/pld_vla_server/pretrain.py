@@ -177,6 +177,21 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def source_digest() -> str:
+    """Hash of the code that shapes a checkpoint (the small VLA and this pipeline): identifies the code
+    even when it is not committed yet, which `git_commit` cannot."""
+    package = Path(__file__).resolve().parent
+    files = sorted((package / "small_vla").glob("*.py")) + [
+        package / name for name in ("pretrain.py", "collect_demos.py", "evaluation.py", "dataset.py")
+    ]
+    digest = hashlib.sha1()
+    for file in files:
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
@@ -317,6 +332,7 @@ def train_head(
         "report": result,
         "data": data,
         "git": git_commit(),
+        "source_digest": source_digest(),
         "wall_time_s": round(time.perf_counter() - start, 1),
         # CPU time of this (single-threaded) job: its wall time on an idle machine, whatever the load now
         "cpu_time_s": round(time.process_time() - cpu_start, 1),
@@ -556,13 +572,16 @@ def collect_in_parallel(cfg: PretrainConfig, directory: Path, workers: int, bars
     directory.mkdir(parents=True, exist_ok=True)
     ctx = JobContext(cfg, directory, collect_dir=directory)
     jobs = [Job("collect", task=task) for task in cfg.demos.tasks]
+    start = time.perf_counter()
     errors = run_jobs(jobs, ctx, workers, bars, lambda job, error: [])
     if errors:
         raise RuntimeError("demo collection failed: " + "; ".join(errors))
     per_task = {task: _read_json(directory / f"{task}.report.json") for task in cfg.demos.tasks}
     for task in cfg.demos.tasks:
         (directory / f"{task}.report.json").unlink()
-    return merge_tasks(cfg.demos, directory, per_task)
+    report = merge_tasks(cfg.demos, directory, per_task)
+    report["wall_time_s"] = round(time.perf_counter() - start, 1)  # tasks ran side by side
+    return report
 
 
 # ---------------------------------------------------------------------------------------------- summary

@@ -82,3 +82,34 @@ def test_config_keeps_demo_seeds_below_the_evaluation_seeds() -> None:
     with pytest.raises(ValueError, match="unknown"):
         DemoConfig.from_dict({"demos": 3})
     assert DemoConfig().cache_key() != DemoConfig(noise=0.2).cache_key()
+
+
+def test_a_second_collector_of_the_same_dataset_waits_and_reuses_it(tmp_path: Path) -> None:
+    """Two `pld pretrain` runs with the same demo settings: one collects, the other waits for it."""
+    import threading
+    import time
+
+    cfg = DemoConfig(tasks=("pick_cube",), demos_per_task=1, noise=0.1, image_size=32)
+    started, calls = threading.Event(), []
+
+    def slow_collector(c: DemoConfig, directory: Path) -> dict:
+        calls.append(directory)
+        started.set()
+        time.sleep(0.5)  # the second caller arrives while this one is still writing
+        return collect_demos(c, directory, progress=False)
+
+    results = {}
+
+    def run(name: str) -> None:
+        results[name] = cached_or_collect(cfg, tmp_path, progress=False, collector=slow_collector)
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert len(calls) == 1, "the dataset was collected twice"
+    assert results["first"][2] is False and results["second"][2] is True
+    assert results["first"][0] == results["second"][0]
