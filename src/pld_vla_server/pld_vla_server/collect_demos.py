@@ -37,8 +37,8 @@ class DemoConfig:
     """What to collect. `demos_per_task` counts kept (successful) episodes, not attempts."""
 
     tasks: tuple[str, ...] = ("pick_cube", "peg_insertion")
-    demos_per_task: int = 40
-    noise: float = 0.1
+    demos_per_task: int = 300
+    noise: float = 0.05
     hesitation: float = 0.0
     first_seed: int = 0
     image_size: int = 128

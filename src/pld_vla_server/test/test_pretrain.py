@@ -136,3 +136,42 @@ def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
     for head in ("flow", "ar"):
         assert rerun["heads"][head]["model_id"] == summary["heads"][head]["model_id"]
         assert rerun["heads"][head]["eval"] == summary["heads"][head]["eval"]
+
+
+def test_a_silent_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of `pld pretrain` must not leave a worker training for minutes; a worker that prints
+    dies of the broken pipe anyway, so this one stays silent (as while it loads a large dataset)."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    worker = (
+        "import os, time; from pld_vla_server.pretrain import _exit_with_parent; "
+        f"_exit_with_parent(0.1); open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    parent_code = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(120)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(30)
+    assert pid_file.exists(), "the worker did not start"
+    pid = int(pid_file.read_text())
+
+    def alive() -> bool:
+        try:
+            return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    still_running = alive()
+    if still_running:  # our own worker, by PID: a failing test leaves nothing behind
+        os.kill(pid, signal.SIGKILL)
+    assert not still_running, "the worker kept running after its parent was killed"

@@ -38,7 +38,9 @@ class TrainOptions:
     grad_clip: float = 1.0
     seed: int = 0
     augment: bool = True  # random shift of +-shift_pad px (at the model's internal image size)
-    shift_pad: int = 4
+    # Off by default: with fixed cameras an object's pixel position is its position in the workspace, and
+    # +-4 px shifts (64 px images) taught the policy to ignore where the object is (package README, Tuning).
+    shift_pad: int = 0
     checkpoint_dir: str | Path | None = None
     checkpoint_every: int = 500
     resume: bool = True  # continue from checkpoint_dir/train_state.pt when it exists
