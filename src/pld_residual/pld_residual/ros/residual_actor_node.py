@@ -27,9 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import fields
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +45,7 @@ from pld_residual.ros.actor_conversions import (
 )
 from pld_sim.ros.conversions import nanoseconds_to_time
 from pld_sim.ros.node_main import spin_node
+from pld_sim.ros.parameters import declare_config
 
 # Depth 1: only the newest observation and chunk matter to a control step.
 OBSERVATION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -71,19 +70,7 @@ def config_from_parameters(node: Node, defaults: ResidualActorConfig | None = No
     The only place where ROS parameters map to `ResidualActorConfig`. `agent_options` is a JSON object
     string (ROS parameters have no dict type); float fields accept integers. Raises ValueError.
     """
-    defaults = defaults or ResidualActorConfig()
-    values = {}
-    for f in fields(ResidualActorConfig):
-        default = getattr(defaults, f.name)
-        if f.name == "agent_options":
-            default = json.dumps(default, sort_keys=True)
-        descriptor = ParameterDescriptor(
-            description=f.metadata.get("help", ""),
-            read_only=True,
-            dynamic_typing=isinstance(default, float),
-        )
-        values[f.name] = node.declare_parameter(f.name, default, descriptor).value
-    return ResidualActorConfig.from_dict(values)
+    return ResidualActorConfig.from_dict(declare_config(node, ResidualActorConfig, defaults))
 
 
 class ResidualActorNode(Node):

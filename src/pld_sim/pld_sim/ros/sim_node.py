@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import fields
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -47,6 +45,7 @@ from pld_sim.ros.conversions import (
     observation_to_msg,
 )
 from pld_sim.ros.node_main import spin_node
+from pld_sim.ros.parameters import declare_config
 from pld_sim.sim_driver import SimDriver, SimDriverConfig
 
 # Every received command must be executed in lockstep; the observation bundle is what the recorder keeps.
@@ -68,17 +67,7 @@ def config_from_parameters(node: Node, defaults: SimDriverConfig | None = None) 
     The only place where ROS parameters map to `SimDriverConfig`. Float fields accept integer values
     (`-p control_hz:=20`). Raises ValueError for invalid values.
     """
-    defaults = defaults or SimDriverConfig()
-    values = {}
-    for f in fields(SimDriverConfig):
-        default = getattr(defaults, f.name)
-        descriptor = ParameterDescriptor(
-            description=f.metadata.get("help", ""),
-            read_only=True,
-            dynamic_typing=isinstance(default, float),
-        )
-        values[f.name] = node.declare_parameter(f.name, default, descriptor).value
-    return SimDriverConfig.from_dict(values)
+    return SimDriverConfig.from_dict(declare_config(node, SimDriverConfig, defaults))
 
 
 class SimNode(Node):

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import MISSING, fields
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -31,6 +29,7 @@ from std_msgs.msg import Float32, String
 from pld_interfaces.msg import ActionChunk as ActionChunkMsg
 from pld_interfaces.msg import Observation
 from pld_sim.ros.node_main import spin_node
+from pld_sim.ros.parameters import declare_config
 from pld_vla_server.backends import VLABackend
 from pld_vla_server.ros.conversions import action_chunk_to_msg, vla_observation_from_msg
 from pld_vla_server.server import ChunkServer, Outcome, ServedChunk, VLAServerConfig
@@ -55,21 +54,7 @@ def config_from_parameters(node: Node, defaults: VLAServerConfig | None = None) 
     The only place where ROS parameters map to `VLAServerConfig`. `backend_options` is a JSON object
     string (ROS parameters have no dict type); float fields accept integers. Raises ValueError.
     """
-    values = {}
-    for f in fields(VLAServerConfig):
-        if defaults is not None:
-            default = getattr(defaults, f.name)
-        else:  # not VLAServerConfig(): its default backend may not be installed where this node runs
-            default = f.default_factory() if f.default is MISSING else f.default
-        if f.name == "backend_options":
-            default = json.dumps(default, sort_keys=True)
-        descriptor = ParameterDescriptor(
-            description=f.metadata.get("help", ""),
-            read_only=True,
-            dynamic_typing=isinstance(default, float),
-        )
-        values[f.name] = node.declare_parameter(f.name, default, descriptor).value
-    return VLAServerConfig.from_dict(values)
+    return VLAServerConfig.from_dict(declare_config(node, VLAServerConfig, defaults))
 
 
 class VLAServerNode(Node):
