@@ -152,17 +152,23 @@ def warm_start(
     rng: np.random.Generator,
     obs_fields: tuple[str, ...],
     guided: bool = True,
+    progress: bool = False,
 ) -> tuple[learner.ResidualSACState, dict[str, Any]]:
     """`steps` critic warm-start gradient steps (rounded up to whole `updates_per_call` calls)."""
+    from tqdm import tqdm
+
     config = state.config
     calls = math.ceil(steps / config.updates_per_call)
     start = time.perf_counter()
     info: dict[str, Any] = {}
-    for _ in range(calls):
-        batch = to_learner_batch(
-            offline.sample_many(config.updates_per_call, config.batch_size, rng), obs_fields
-        )
-        state, info = learner.pretrain_critic(state, batch)
+    desc = f"critic warm start ({config.warmstart})"
+    with tqdm(total=calls * config.updates_per_call, desc=desc, unit="step", disable=not progress) as bar:
+        for _ in range(calls):
+            batch = to_learner_batch(
+                offline.sample_many(config.updates_per_call, config.batch_size, rng), obs_fields
+            )
+            state, info = learner.pretrain_critic(state, batch)
+            bar.update(config.updates_per_call)
     report = {key: round(float(value), 5) for key, value in info.items()}
     report.update(
         loss=config.warmstart,
@@ -255,7 +261,7 @@ def learn(
         if method.warmstart and cfg.critic_pretrain_steps > 0:
             if len(offline) > 0:
                 state, counters.warmstart = warm_start(
-                    state, offline, cfg.critic_pretrain_steps, rng, obs_fields
+                    state, offline, cfg.critic_pretrain_steps, rng, obs_fields, progress=progress
                 )
             else:
                 counters.warmstart = {"skipped": "no offline base successes"}
