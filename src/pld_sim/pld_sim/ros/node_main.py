@@ -22,6 +22,11 @@ def spin_node(make_node: Callable[[], Node], program: str, args: list[str] | Non
     except ValueError as exc:  # invalid parameters: say which, without a traceback
         print(f"{program}: {exc}", file=sys.stderr)
         return 2
+    except Exception:
+        # Ctrl-C can shut the context down while the executor builds its next wait set; rclpy then raises
+        # RCLError ("context is not valid") instead of ExternalShutdownException. That is a clean stop.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

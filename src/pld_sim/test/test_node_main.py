@@ -1,0 +1,37 @@
+"""`spin_node`: a stop by shutdown is a clean exit (0), whichever error rclpy raises on the way out; an
+error while the context is still valid is a real failure and propagates."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def make_node(shutdown_first: bool):
+    import rclpy
+    from rclpy.node import Node
+
+    def factory() -> Node:
+        node = Node("spin_node_test")
+
+        def tick() -> None:
+            if shutdown_first:
+                rclpy.shutdown()  # as rclpy's SIGINT handler does, possibly mid-spin
+            raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+        node.create_timer(0.01, tick)
+        return node
+
+    return factory
+
+
+def test_an_error_after_shutdown_is_a_clean_stop() -> None:
+    from pld_sim.ros.node_main import spin_node
+
+    assert spin_node(make_node(shutdown_first=True), "test") == 0
+
+
+def test_an_error_while_running_propagates() -> None:
+    from pld_sim.ros.node_main import spin_node
+
+    with pytest.raises(RuntimeError, match="wait set"):
+        spin_node(make_node(shutdown_first=False), "test")
