@@ -56,6 +56,7 @@ from pld_residual.replay.learner_batch import to_learner_batch
 
 SUMMARY = "summary.json"
 POLICY_DIR = "policy"
+BEST_POLICY_DIR = "best_policy"  # the actor of the best evaluation so far
 # may differ between a run and its resumption (a longer budget, another checkpoint interval)
 RESUMABLE_CHANGES = frozenset({"total_env_steps", "checkpoint_every"})
 TRAIN_WINDOW = 100  # training episodes in the reported recent training success rate
@@ -379,7 +380,7 @@ class _OnlineLoop:
         c.episodes += 1
         self.recorder = recorder = EpisodeRecorder(plan, self.online)
         fields = replay_fields(obs, guided)
-        success = False
+        success = residual_success = False
         for t in range(plan.time_limit_steps):
             controller = plan.controller(t)
             if controller == BASE:
@@ -392,6 +393,7 @@ class _OnlineLoop:
             c.env_steps += 1
             self.bar.update(1)
             success = success or bool(info.get("success", False))
+            residual_success = residual_success or (controller != BASE and bool(info.get("success", False)))
             if c.env_steps >= cfg.total_env_steps and not terminated:
                 truncated = True  # the budget ends the episode; replay still bootstraps from its last state
             next_fields = replay_fields(obs, guided)
@@ -403,6 +405,9 @@ class _OnlineLoop:
                 break
         self.recorder = None
         c.train_outcomes.append(success)
+        if not plan.warmup:
+            # probing successes (the base finished inside its prefix) say nothing about the residual
+            c.train_residual_outcomes.append(residual_success)
         if self.curriculum is not None and not plan.warmup:
             self.curriculum.record(success)
         self._postfix()
@@ -443,10 +448,16 @@ class _OnlineLoop:
             "updates": c.updates,
             "eval_episodes": result["episodes"],
             "train_success_rate": float(np.mean(recent)) if recent else None,
+            "train_residual_success_rate": _rate(c.train_residual_outcomes[-TRAIN_WINDOW:]),
             "xi": round(self.xi, 4),
         }
         if self.curriculum is not None:
             point["rollin_horizon"] = self.curriculum.horizon
+        if point["success_rate"] > max((p["success_rate"] for p in c.curve), default=-1.0):
+            # the residual's evaluation is not monotone in training (it can collapse as xi grows), so the
+            # best evaluated actor is kept beside the final one; act with the xi of its curve point
+            ResidualPolicy.from_learner(self.state).save(self.run_.out / BEST_POLICY_DIR)
+            point["saved_as_best"] = True
         c.curve.append(point)
         while c.next_eval_at <= c.env_steps:
             c.next_eval_at += cfg.eval_every_steps
@@ -477,9 +488,26 @@ class _OnlineLoop:
         recent = c.train_outcomes[-TRAIN_WINDOW:]
         if recent:
             parts["train"] = f"{np.mean(recent):.0%}"
+        residual = _rate(c.train_residual_outcomes[-TRAIN_WINDOW:])
+        if residual is not None:
+            parts["by_residual"] = f"{residual:.0%}"  # successes after the base prefix handed over
         if self.curriculum is not None:
             parts["h"] = self.curriculum.horizon
         self.bar.set_postfix(parts)
+
+
+def _best_point(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The evaluation whose actor is in `best_policy/` (the first with the highest success rate)."""
+    saved = [p for p in curve if p.get("saved_as_best")]
+    if not saved:
+        return None
+    point = saved[-1]
+    keys = ("env_steps", "success_rate", "ci95", "xi")
+    return {"policy": BEST_POLICY_DIR, **{key: point[key] for key in keys}}
+
+
+def _rate(outcomes: list[bool]) -> float | None:
+    return float(np.mean(outcomes)) if outcomes else None
 
 
 def _finish(run: _Run, loop: _OnlineLoop, complete: bool, interrupted: bool) -> dict[str, Any]:
@@ -500,10 +528,12 @@ def _finish(run: _Run, loop: _OnlineLoop, complete: bool, interrupted: bool) -> 
         "final_success_rate": final["success_rate"] if final else None,
         "final_ci95": final["ci95"] if final else None,
         "best_success_rate": max((p["success_rate"] for p in c.curve), default=None),
+        "best": _best_point(c.curve),
         "start_success_rate": c.curve[0]["success_rate"]
         if c.curve and c.curve[0]["env_steps"] == 0
         else None,
         "train_success_rate_recent": float(np.mean(recent)) if recent else None,
+        "train_residual_success_rate_recent": _rate(c.train_residual_outcomes[-TRAIN_WINDOW:]),
         "xi": loop.xi,
         "offline": c.offline,
         "warmstart": c.warmstart,

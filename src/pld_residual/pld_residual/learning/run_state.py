@@ -31,6 +31,8 @@ class LoopCounters:
     updates: int = 0  # online gradient steps
     pending_updates: int = 0  # gradient steps owed by the utd ratio, not yet run (< updates_per_call)
     train_outcomes: list[bool] = field(default_factory=list)  # success of each finished training episode
+    # per non-warm-up training episode: success reached while the residual drove (not inside the base prefix)
+    train_residual_outcomes: list[bool] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)
     next_eval_at: int = 0
     next_checkpoint_at: int = 0

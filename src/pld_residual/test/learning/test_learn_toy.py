@@ -45,6 +45,16 @@ def test_pld_learns_the_offset_the_base_gets_wrong(
     steps = [p["env_steps"] for p in points]  # evaluations happen at the first episode end past each 500
     assert len(steps) == 4 and steps[0] == 0 and steps[-1] == 1500 and steps == sorted(steps)
     assert all({"env_steps", "success_rate", "ci95", "wall_time_s"} <= set(p) for p in points)
+    # the best evaluation's actor is kept: it acts like the learner did at that point
+    best = summary["best"]
+    first_best = next(p for p in points if p["success_rate"] == max(q["success_rate"] for q in points))
+    assert best["env_steps"] == first_best["env_steps"] and best["success_rate"] >= 0.9
+    saved = ResidualPolicy.load(tmp_path / "run" / best["policy"])
+    if best["env_steps"] == summary["env_steps"]:
+        final = ResidualPolicy.load(tmp_path / "run" / "policy")
+        assert saved.params_to_bytes() == final.params_to_bytes()
+    obs, base = np.zeros(saved.obs_dim, np.float32), np.zeros(7, np.float32)
+    assert np.any(saved.act(obs, base, deterministic=True) != 0.0)  # not the zero residual of step 0
 
 
 def test_probing_steps_never_reach_the_online_buffer(
@@ -54,11 +64,19 @@ def test_probing_steps_never_reach_the_online_buffer(
     cfg = make_toy_config(
         total_env_steps=600, warmup_episodes=2, probing_alpha=0.8, eval_episodes=2, eval_every_steps=600
     )
-    learn(
+    summary = learn(
         cfg, tmp_path, base_backend=toy_base, env_factory=toy_env_factory, progress=False,
         on_episode=trajectories.append,
     )  # fmt: skip
     online = load_run(find_checkpoint(tmp_path))[1]
+    # the residual's own training success leaves out warm-up episodes and successes inside the base prefix
+    successes = [t.terminated and t.steps[-1].reward > 0 for t in trajectories]
+    by_residual = [
+        s and t.provenance[-1] == "residual" for s, t in zip(successes, trajectories, strict=True)
+    ][2:]
+    assert any(s and t.provenance[-1] == "base" for s, t in zip(successes, trajectories, strict=True))
+    assert summary["train_success_rate_recent"] == pytest.approx(np.mean(successes[-100:]))
+    assert summary["train_residual_success_rate_recent"] == pytest.approx(np.mean(by_residual[-100:]))
     where: dict[bytes, tuple[int, int]] = {}  # observation -> (episode, step)
     expected_transitions = probing_steps = 0
     for index, trajectory in enumerate(trajectories):
