@@ -18,7 +18,10 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class Episode:
-    """One trajectory: `images[cam]` is [T, S, S, 3] uint8, `proprio` [T, P], `actions` [T, 7]."""
+    """One trajectory: `images[cam]` is [T, S, S, 3] uint8, `proprio` [T, P], `actions` [T, 7].
+
+    `privileged` [T, D] is the simulator's task state (object poses), when the episode comes from
+    simulation: pretraining can use it as an auxiliary target. Real-robot episodes leave it None."""
 
     images: dict[str, np.ndarray]
     proprio: np.ndarray
@@ -29,6 +32,7 @@ class Episode:
     success: bool = True
     source: str = "scripted_expert"
     meta: dict = field(default_factory=dict)
+    privileged: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         length = len(self.actions)
@@ -36,6 +40,9 @@ class Episode:
             raise ValueError(f"Episode.actions must be [T, 7], got {self.actions.shape}")
         if len(self.proprio) != length or any(len(v) != length for v in self.images.values()):
             raise ValueError("Episode: images, proprio and actions must have the same length")
+        if self.privileged is not None and (self.privileged.ndim != 2 or len(self.privileged) != length):
+            shape = self.privileged.shape
+            raise ValueError(f"Episode.privileged must be [T, D] with T={length}, got {shape}")
         if not self.instruction:
             raise ValueError("Episode.instruction must not be empty")
 
@@ -63,6 +70,8 @@ def save_episodes(episodes: list[Episode], directory: Path) -> Path:
     for episode in episodes:
         name = f"episode_{len(records):06d}.npz"
         arrays = {f"image_{cam}": frames for cam, frames in episode.images.items()}
+        if episode.privileged is not None:
+            arrays["privileged"] = episode.privileged
         np.savez_compressed(directory / name, proprio=episode.proprio, actions=episode.actions, **arrays)
         records.append(episode.record(name))
     tmp = manifest_path.with_suffix(".tmp")
@@ -90,6 +99,7 @@ def load_episodes(directory: Path, only_successful: bool = True) -> list[Episode
                     success=record["success"],
                     source=record["source"],
                     meta=record["meta"],
+                    privileged=arrays["privileged"] if "privileged" in arrays.files else None,
                 )
             )
     return episodes

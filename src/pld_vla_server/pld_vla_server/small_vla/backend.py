@@ -34,6 +34,7 @@ from pld_vla_server.small_vla.train import (
     CHECKPOINT_FILE,
     TrainOptions,
     fit_normalizer,
+    make_state_probe,
     prepare_data,
     train_loop,
 )
@@ -178,10 +179,16 @@ class SmallVLABackend(VLABackend):
             if checkpoint["config"] != self.config.to_dict() or checkpoint["mode"] != mode:
                 raise ValueError(f"finetune: checkpoint {checkpoint_path} is for another config or mode")
         self._prepare_mode(mode, opts, checkpoint)
+        probe = make_state_probe(self.model, data, opts, mode)
         state: dict[str, Any] = {"step": 0, "losses": [], "wall_time_s": 0.0, "optimizer": None}
         if checkpoint is not None:
             self.model.load_state_dict(checkpoint["model"])
             state = {k: checkpoint[k] for k in ("step", "losses", "wall_time_s", "optimizer")}
+            if probe is not None:
+                if checkpoint.get("probe") is None:
+                    raise ValueError(f"finetune: checkpoint {checkpoint_path} was trained without state loss")
+                probe.load_state_dict(checkpoint["probe"])
+                state["state_losses"] = checkpoint["state_losses"]
         elif not bool(self.model.normalizer_fitted):
             fit_normalizer(self.model, data)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -197,6 +204,8 @@ class SmallVLABackend(VLABackend):
                 "step": train_state["step"],
                 "losses": train_state["losses"],
                 "wall_time_s": train_state["wall_time_s"],
+                "probe": None if probe is None else probe.state_dict(),
+                "state_losses": train_state.get("state_losses"),
             }
             checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = checkpoint_path.with_suffix(".tmp")
@@ -212,6 +221,7 @@ class SmallVLABackend(VLABackend):
                 mode == "head",
                 state,
                 save_checkpoint if checkpoint_path else None,
+                probe,
             )
         finally:
             self._model_id = None
@@ -219,8 +229,12 @@ class SmallVLABackend(VLABackend):
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
         losses = state["losses"]
+        state_losses = state.get("state_losses") or []
         wall = time.perf_counter() - begin
         return {
+            "state_losses": list(state_losses),
+            "state_loss_first": float(np.mean(state_losses[:10])) if state_losses else None,
+            "state_loss_last": float(np.mean(state_losses[-10:])) if state_losses else None,
             "mode": mode,
             "steps": state["step"],
             "start_step": start_step,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pld_vla_server.dataset import Episode, chunk_targets
+from pld_vla_server.small_vla.auxiliary import StateProbe, state_targets
 from pld_vla_server.small_vla.config import SmallVLAConfig
 from pld_vla_server.small_vla.model import SmallVLA
 from pld_vla_server.small_vla.vision import downsample_images, random_shift
@@ -50,14 +51,19 @@ class TrainOptions:
     lora_alpha: float = 16.0
     num_threads: int | None = None  # torch.set_num_threads for this call (restored afterwards)
     only_successful: bool = True  # when `dataset` is a directory
+    # weight of the auxiliary object-state regression (small_vla/auxiliary.py) on episodes that carry the
+    # simulator's privileged state; 0 turns it off. Ignored in `head` mode (the features do not train).
+    state_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.checkpoint_every < 1:
             raise ValueError(
                 "finetune: need steps >= 0, batch_size >= 1, learning_rate > 0, checkpoint_every >= 1"
             )
-        if self.log_every < 1 or self.lora_rank < 1 or self.shift_pad < 0:
-            raise ValueError("finetune: need log_every >= 1, lora_rank >= 1, shift_pad >= 0")
+        if self.log_every < 1 or self.lora_rank < 1 or self.shift_pad < 0 or self.state_loss_weight < 0:
+            raise ValueError(
+                "finetune: need log_every >= 1, lora_rank >= 1, shift_pad >= 0, state_loss_weight >= 0"
+            )
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> TrainOptions:
@@ -77,6 +83,8 @@ class TrainingData:
     language: torch.Tensor  # [N, 384]
     targets: torch.Tensor  # [N, H, 7] normalised by the action limits
     mask: torch.Tensor  # [N, H] float, 0 past the end of the episode
+    state: torch.Tensor | None = None  # [N, D] standardised privileged state (auxiliary target)
+    state_mask: torch.Tensor | None = None  # [N, D] float, 0 where there is no target
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -111,13 +119,30 @@ def prepare_data(
         chunks, mask = chunk_targets(episode.actions.astype(np.float32), config.horizon)
         targets.append(np.clip(chunks / high, -1.0, 1.0))
         masks.append(mask)
+    state = state_targets(episodes)
     return TrainingData(
         images=torch.from_numpy(np.concatenate(images)),
         proprio=torch.from_numpy(np.concatenate(proprio)),
         language=torch.from_numpy(np.concatenate(language).astype(np.float32)),
         targets=torch.from_numpy(np.concatenate(targets).astype(np.float32)),
         mask=torch.from_numpy(np.concatenate(masks).astype(np.float32)),
+        state=None if state is None else torch.from_numpy(state[0]),
+        state_mask=None if state is None else torch.from_numpy(state[1]),
     )
+
+
+def make_state_probe(
+    model: SmallVLA, data: TrainingData, options: TrainOptions, mode: str
+) -> StateProbe | None:
+    """The auxiliary probe when this run uses one (a weight > 0, features that train, data with state)."""
+    if options.state_loss_weight == 0 or mode == "head":
+        return None
+    if data.state is None:
+        raise ValueError(
+            "finetune: state_loss_weight > 0 needs episodes with `privileged` state (simulated demos); "
+            "none of the episodes has it"
+        )
+    return StateProbe(model.config.feature_dim, data.state.shape[1], options.seed)
 
 
 def fit_normalizer(model: SmallVLA, data: TrainingData) -> None:
@@ -147,8 +172,14 @@ def train_loop(
     frozen_trunk: bool,
     state: dict[str, Any],
     save_checkpoint: Callable[[dict[str, Any], torch.optim.Optimizer], None] | None,
+    probe: StateProbe | None = None,
 ) -> dict[str, Any]:
-    """Run steps state["step"] .. options.steps; `state` (step, losses, wall time) is updated in place."""
+    """Run steps state["step"] .. options.steps; `state` (step, losses, wall time) is updated in place.
+
+    `losses` is the action loss; with a `probe`, `state_losses` records the auxiliary loss alongside."""
+    if probe is not None:
+        trainable = [*trainable, *probe.parameters()]
+        state.setdefault("state_losses", [])
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=options.weight_decay)
     if state.get("optimizer") is not None:
         optimizer.load_state_dict(state.pop("optimizer"))
@@ -170,8 +201,13 @@ def train_loop(
             with torch.set_grad_enabled(not frozen_trunk):
                 features = model.encode(images, data.proprio[index], data.language[index])
             loss = model.loss(features, data.targets[index], data.mask[index], generator)
+            total = loss
+            if probe is not None:
+                state_loss = probe.loss(features, data.state[index], data.state_mask[index])
+                total = loss + options.state_loss_weight * state_loss
+                state["state_losses"].append(float(state_loss.item()))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(trainable, options.grad_clip)
             optimizer.step()
             state["losses"].append(float(loss.item()))
