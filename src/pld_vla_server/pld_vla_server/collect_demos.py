@@ -30,6 +30,9 @@ from pld_vla_server.dataset import MANIFEST, Episode, manifest_records, save_epi
 # Evaluation seeds start here; demo seeds must stay below (checked in DemoConfig).
 EVAL_FIRST_SEED = 10_000
 COLLECTION_REPORT = "collection.json"
+# Bumped when what an episode records changes (2: the privileged task state), so old caches are not reused.
+DATASET_FORMAT = 2
+LABELS = ("intended", "executed")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class DemoConfig:
     hesitation: float = 0.0
     first_seed: int = 0
     image_size: int = 128
+    # "intended": record the expert's noiseless action while the noisy one runs (DART: the noise visits
+    # off-course states and the labels say how to get back); "executed": record what ran
+    labels: str = "intended"
     # give up on a task after this many attempts per wanted demo (a broken expert must not loop forever)
     max_attempts_per_demo: float = 4.0
 
@@ -53,6 +59,8 @@ class DemoConfig:
             raise ValueError("demos_per_task must be at least 1")
         if not (0.0 <= self.noise <= 1.0 and 0.0 <= self.hesitation <= 1.0):
             raise ValueError("noise and hesitation must be in [0, 1]")
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
         if self.first_seed < 0 or self.max_attempts_per_demo < 1.0:
             raise ValueError("first_seed must be >= 0 and max_attempts_per_demo >= 1")
         if self.first_seed + self.max_attempts > EVAL_FIRST_SEED:
@@ -79,7 +87,8 @@ class DemoConfig:
 
     def cache_key(self) -> str:
         """A readable, unique directory name for this configuration (the dataset cache key)."""
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        payload = {**self.to_dict(), "dataset_format": DATASET_FORMAT}
+        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
         tasks = "+".join(self.tasks)
         return (
             f"{tasks}-n{self.demos_per_task}-noise{self.noise:g}-hes{self.hesitation:g}"
@@ -87,21 +96,26 @@ class DemoConfig:
         )
 
 
-def run_expert_episode(env, task: str, seed: int, noise: float, hesitation: float) -> Episode:
-    """One seeded expert episode with its camera frames; `success` says whether to keep it."""
+def run_expert_episode(
+    env, task: str, seed: int, noise: float, hesitation: float, labels: str = "intended"
+) -> Episode:
+    """One seeded expert episode with its camera frames; `success` says whether to keep it.
+
+    The noisy action always runs; `labels` chooses what is recorded as `actions` (see `DemoConfig`)."""
     from pld_sim.experts import ExpertConfig, make_expert
 
     obs, info = env.reset(seed=seed)
     expert = make_expert(env, ExpertConfig(noise=noise, hesitation=hesitation), seed=seed)
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in obs["images"]}
-    proprio, actions = [], []
+    proprio, actions, privileged = [], [], []
     terminated = truncated = False
     while not (terminated or truncated):
         action = np.asarray(expert.act(obs), dtype=np.float32)
         for cam, frame in obs["images"].items():
             images[cam].append(frame)
         proprio.append(obs["proprio"])
-        actions.append(action)
+        privileged.append(obs["privileged"])
+        actions.append(expert.intended_action if labels == "intended" else action)
         obs, _, terminated, truncated, info = env.step(action)
     return Episode(
         images={cam: np.stack(frames) for cam, frames in images.items()},
@@ -112,7 +126,8 @@ def run_expert_episode(env, task: str, seed: int, noise: float, hesitation: floa
         seed=seed,
         success=bool(info["success"]),
         source="scripted_expert",
-        meta={"noise": noise, "hesitation": hesitation, "seed": seed, "expert": task},
+        meta={"noise": noise, "hesitation": hesitation, "seed": seed, "expert": task, "labels": labels},
+        privileged=np.stack(privileged).astype(np.float32),
     )
 
 
@@ -139,7 +154,7 @@ def collect_task(
         if kept >= cfg.demos_per_task:
             break
         seed = cfg.first_seed + attempt
-        episode = run_expert_episode(env, task, seed, cfg.noise, cfg.hesitation)
+        episode = run_expert_episode(env, task, seed, cfg.noise, cfg.hesitation, cfg.labels)
         if episode.success:
             save_episodes([episode], out_dir)
             kept += 1

@@ -41,6 +41,7 @@ def test_collection_keeps_only_successes_and_records_the_settings(tmp_path: Path
             "hesitation": 0.1,
             "seed": record["seed"],
             "expert": "pick_cube",
+            "labels": "intended",
         }
     # the discarded seeds really are expert failures (checked without cameras, same physics)
     for seed in failed:
@@ -57,6 +58,9 @@ def test_collection_keeps_only_successes_and_records_the_settings(tmp_path: Path
         assert episode.images["wrist"].dtype == np.uint8
         assert episode.proprio.shape == (len(episode), 15)
         assert np.all(np.abs(episode.actions[:, :3]) <= 0.02 + 1e-6)
+        # the cube's pose at every step (auxiliary pretraining target): starts on the table, ends lifted
+        assert episode.privileged.shape == (len(episode), 8)
+        assert episode.privileged[-1, 2] > episode.privileged[0, 2] + 0.02
     saved = json.loads((tmp_path / "demos" / COLLECTION_REPORT).read_text())
     assert saved["config"] == cfg.to_dict()
 
@@ -113,3 +117,31 @@ def test_a_second_collector_of_the_same_dataset_waits_and_reuses_it(tmp_path: Pa
     assert len(calls) == 1, "the dataset was collected twice"
     assert results["first"][2] is False and results["second"][2] is True
     assert results["first"][0] == results["second"][0]
+
+
+def test_intended_labels_teach_the_correction_while_the_noisy_action_runs() -> None:
+    import pld_sim
+
+    from pld_vla_server.collect_demos import run_expert_episode
+
+    env = pld_sim.make("pick_cube", image_size=64, render_images=True)
+    intended = run_expert_episode(env, "pick_cube", 5, noise=0.3, hesitation=0.0, labels="intended")
+    executed = run_expert_episode(env, "pick_cube", 5, noise=0.3, hesitation=0.0, labels="executed")
+    # the same seed runs the same noisy actions: identical states, only the recorded labels differ
+    np.testing.assert_array_equal(intended.proprio, executed.proprio)
+    np.testing.assert_array_equal(intended.images["wrist"], executed.images["wrist"])
+    assert intended.meta["labels"] == "intended" and executed.meta["labels"] == "executed"
+    difference = executed.actions[:, :6] - intended.actions[:, :6]
+    high = env.cfg.limits.high[:6]
+    # where neither is clipped, the difference is the Gaussian noise: std 0.3 of the limit per dimension
+    free = (np.abs(intended.actions[:, :6]) < 0.9 * high) & (np.abs(executed.actions[:, :6]) < 0.99 * high)
+    ratio = (difference / high)[free]
+    assert ratio.size > 50 and 0.2 < ratio.std() < 0.4, (ratio.size, ratio.std())
+    np.testing.assert_array_equal(intended.actions[:, 6], executed.actions[:, 6])  # no gripper noise
+    # the executed actions really are what ran: replaying them reproduces the episode's states
+    obs, _ = env.reset(seed=5)
+    for t, action in enumerate(executed.actions[:20]):
+        np.testing.assert_allclose(obs["proprio"], executed.proprio[t], atol=1e-6)
+        obs, *_ = env.step(action)
+    with pytest.raises(ValueError, match="labels"):
+        DemoConfig(labels="noisy")

@@ -41,6 +41,7 @@ class ScriptedExpert(ABC):
         self.phase = 0
         self.phase_steps = 0
         self._pause = 0
+        self.intended_action: np.ndarray | None = None  # set by `act`
 
     @abstractmethod
     def plan(self, obs: dict[str, Any]) -> np.ndarray:
@@ -52,11 +53,15 @@ class ScriptedExpert(ABC):
             self._pause -= 1
             action = np.zeros(7)
             action[6] = self._last_gripper
+            self.intended_action = action.copy()
             return action
         if self.cfg.hesitation and self.rng.random() < self.cfg.hesitation * 0.1:
             self._pause = int(self.rng.integers(2, 6))
         action = self.plan(obs)
         self.phase_steps += 1
+        # what the expert meant this step, before noise: the label of DART-style demonstrations, which run
+        # the noisy action (visiting off-course states) but teach the correction back
+        self.intended_action = np.clip(action, limits.low, limits.high)
         if self.cfg.noise:
             action[:6] += self.rng.normal(0.0, self.cfg.noise, 6) * limits.high[:6]
         self._last_gripper = action[6]
