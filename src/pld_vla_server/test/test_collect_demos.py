@@ -121,7 +121,6 @@ def test_a_second_collector_of_the_same_dataset_waits_and_reuses_it(tmp_path: Pa
 
 def test_intended_labels_teach_the_correction_while_the_noisy_action_runs() -> None:
     import pld_sim
-
     from pld_vla_server.collect_demos import run_expert_episode
 
     env = pld_sim.make("pick_cube", image_size=64, render_images=True)

@@ -144,3 +144,24 @@ def test_lora_mode_trains_adapters_only_and_saves_them(head: str, tmp_path: Path
     backend.merge_lora()  # a plain model again, equal up to rounding
     assert not any("lora_" in k for k in backend.model.state_dict())
     np.testing.assert_allclose(backend.features(obs), adapted.features, atol=1e-4)
+
+
+def test_proprio_indices_choose_what_the_network_sees(tmp_path: Path) -> None:
+    config = SmallVLAConfig(proprio_indices=(7,), **TINY)
+    assert SmallVLAConfig.from_dict(config.to_dict()) == config
+    backend = SmallVLABackend(config)
+    backend.finetune(synthetic_episodes(config, length=8), "full", **TRAIN)
+    obs = synthetic_observation(backend, seed=3)
+    reference = backend.predict(obs).actions
+    moved = obs.proprio.copy()
+    moved[:7] += 0.5  # the TCP pose: not an input
+    same = backend.predict(type(obs)(images=obs.images, proprio=moved, instruction=obs.instruction))
+    np.testing.assert_array_equal(same.actions, reference)
+    moved[7] += 0.5  # the gripper width: an input
+    other = backend.predict(type(obs)(images=obs.images, proprio=moved, instruction=obs.instruction))
+    assert not np.array_equal(other.actions, reference)
+    backend.save(tmp_path / "model")
+    np.testing.assert_array_equal(SmallVLABackend.load(tmp_path / "model").predict(obs).actions, reference)
+    for bad in ((), (15,), (-1,)):
+        with pytest.raises(ValueError, match="proprio_indices"):
+            SmallVLAConfig(proprio_indices=bad)

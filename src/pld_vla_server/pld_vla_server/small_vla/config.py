@@ -26,6 +26,9 @@ class SmallVLAConfig:
     image_size: int = 128  # input images, square
     vision_size: int = 64  # images are box-downsampled to this inside the model
     proprio_dim: int = 15
+    # which proprio entries the network sees (None: all). A policy that sees the TCP position can copy the
+    # expert's motion as a function of where the hand is instead of where the object is (package README).
+    proprio_indices: tuple[int, ...] | None = None
     vision_channels: tuple[int, ...] = (8, 16, 32, 64)  # one stride-2 conv per entry
     vision_dim: int = 128  # per camera
     proprio_hidden: int = 64
@@ -68,6 +71,13 @@ class SmallVLAConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"SmallVLAConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.proprio_indices is not None and (
+            not self.proprio_indices or any(not 0 <= i < self.proprio_dim for i in self.proprio_indices)
+        ):
+            raise ValueError(
+                f"SmallVLAConfig.proprio_indices: need indices in [0, {self.proprio_dim}), "
+                f"got {self.proprio_indices}"
+            )
         if self.inference_threads < 0:
             raise ValueError("SmallVLAConfig.inference_threads: must be >= 0")
         if self.proprio_dim < 0 or any(c < 1 for c in self.vision_channels):
@@ -78,6 +88,11 @@ class SmallVLAConfig:
             raise ValueError("SmallVLAConfig.time_embed_dim: must be even")
         if self.max_translation_m <= 0 or self.max_rotation_rad <= 0:
             raise ValueError("SmallVLAConfig: action limits must be positive")
+
+    @property
+    def proprio_inputs(self) -> int:
+        """How many proprio entries reach the network."""
+        return self.proprio_dim if self.proprio_indices is None else len(self.proprio_indices)
 
     @property
     def action_high(self) -> np.ndarray:
@@ -92,8 +107,8 @@ class SmallVLAConfig:
         if unknown:
             raise ValueError(f"SmallVLAConfig: unknown field(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
-        for name in ("cameras", "vision_channels"):
-            if name in values:
+        for name in ("cameras", "vision_channels", "proprio_indices"):
+            if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)
 
@@ -101,6 +116,8 @@ class SmallVLAConfig:
         values = asdict(self)
         values["cameras"] = list(self.cameras)
         values["vision_channels"] = list(self.vision_channels)
+        if self.proprio_indices is not None:
+            values["proprio_indices"] = list(self.proprio_indices)
         return values
 
     def to_json(self) -> str:

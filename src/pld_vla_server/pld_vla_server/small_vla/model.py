@@ -29,7 +29,7 @@ class SmallVLA(nn.Module):
         self.proprio: nn.Module = nn.Identity()
         if c.proprio_dim:
             self.proprio = nn.Sequential(
-                nn.Linear(c.proprio_dim, c.proprio_hidden),
+                nn.Linear(c.proprio_inputs, c.proprio_hidden),
                 nn.SiLU(),
                 nn.Linear(c.proprio_hidden, c.proprio_hidden),
             )
@@ -58,7 +58,10 @@ class SmallVLA(nn.Module):
         """images [B, cams, 3, s, s] (uint8 or float 0..255), proprio [B, P] raw, language [B, 384]."""
         parts = [encoder(images[:, i]) for i, encoder in enumerate(self.cameras)]
         if self.config.proprio_dim:
-            parts.append(self.proprio((proprio - self.proprio_mean) / self.proprio_std))
+            normalised = (proprio - self.proprio_mean) / self.proprio_std
+            if self.config.proprio_indices is not None:
+                normalised = normalised[:, list(self.config.proprio_indices)]
+            parts.append(self.proprio(normalised))
         parts.append(self.language(language))
         return self.fusion(torch.cat(parts, dim=1))
 
