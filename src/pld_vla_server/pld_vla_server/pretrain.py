@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pld_vla_server.collect_demos import EVAL_FIRST_SEED, DemoConfig
+from pld_vla_server.collect_demos import EVAL_FIRST_SEED, LABELS, DemoConfig
 from pld_vla_server.evaluation import DEFAULT_EXECUTE_STEPS
 
 BACKEND = "small_vla"
@@ -787,6 +787,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--demos-per-task", type=int, default=None, help="successful expert demos per task")
     add("--noise", type=float, default=None, help="expert action noise (fraction of the action limits)")
     add("--hesitation", type=float, default=None, help="expert hesitation probability")
+    add(
+        "--labels",
+        choices=LABELS,
+        default="executed",
+        help="demo action labels: the noisy action that ran, or the expert's intended one (DART)",
+    )
     add("--demo-seed", type=int, default=0, help="first demo seed (default: %(default)s)")
     add("--steps", type=int, default=None, help="training steps per head")
     add("--batch-size", type=int, default=None, help="training batch size")
@@ -847,6 +853,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         demos_per_task=pick("demos_per_task"),
         noise=pick("noise"),
         hesitation=pick("hesitation"),
+        labels=args.labels,
         first_seed=args.demo_seed,
     )
     execute = budget["execute_steps"] if args.execute_steps is None else args.execute_steps

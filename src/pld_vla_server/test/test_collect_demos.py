@@ -41,7 +41,7 @@ def test_collection_keeps_only_successes_and_records_the_settings(tmp_path: Path
             "hesitation": 0.1,
             "seed": record["seed"],
             "expert": "pick_cube",
-            "labels": "intended",
+            "labels": "executed",
         }
     # the discarded seeds really are expert failures (checked without cameras, same physics)
     for seed in failed:

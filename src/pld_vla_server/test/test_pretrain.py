@@ -45,6 +45,9 @@ def test_budget_presets_and_overrides() -> None:
     assert custom.demos.tasks == ("pick_cube",) and custom.heads == ("ar",) and custom.steps == 7
     assert custom.eval_episodes == 0 and custom.model["trunk_hidden"] == 64
     assert config_from_args(parse("--execute-steps", "0")).execute_steps is None
+    assert default.demos.labels == "executed"
+    dart = config_from_args(parse("--labels", "intended"))
+    assert dart.demos.labels == "intended" and dart.demos.cache_key() != default.demos.cache_key()
 
 
 def test_config_round_trip_and_training_identity() -> None:
