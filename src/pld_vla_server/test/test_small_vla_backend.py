@@ -165,3 +165,32 @@ def test_proprio_indices_choose_what_the_network_sees(tmp_path: Path) -> None:
     for bad in ((), (15,), (-1,)):
         with pytest.raises(ValueError, match="proprio_indices"):
             SmallVLAConfig(proprio_indices=bad)
+
+
+def test_a_camera_crop_is_what_the_network_sees_of_that_camera() -> None:
+    from pld_vla_server.small_vla.vision import camera_input
+
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    window = camera_input(image, (2, 4, 4), 2)  # rows 2..5, cols 4..7, 2x2 blocks averaged
+    block = image[2:4, 4:6, 0].astype(float)
+    assert window.shape == (3, 2, 2) and window[0, 0, 0] == round(block.mean())
+    np.testing.assert_array_equal(camera_input(image, (0, 0, 8), 8), np.moveaxis(image, -1, 0))
+
+    config = SmallVLAConfig(crops=(("side", 64, 32, 64),), **{**TINY, "vision_size": 32})
+    assert SmallVLAConfig.from_dict(config.to_dict()) == config
+    assert config.camera_window("side") == (64, 32, 64) and config.camera_window("wrist") == (0, 0, 128)
+    backend = SmallVLABackend(config)
+    backend.finetune(synthetic_episodes(config, length=8), "full", **TRAIN)
+    obs = synthetic_observation(backend, seed=1)
+    reference = backend.predict(obs).actions
+    outside = {**obs.images, "side": obs.images["side"].copy()}
+    outside["side"][:64] = 0  # above the crop
+    same = backend.predict(type(obs)(images=outside, proprio=obs.proprio, instruction=obs.instruction))
+    np.testing.assert_array_equal(same.actions, reference)
+    inside = {**obs.images, "side": obs.images["side"].copy()}
+    inside["side"][64:, 32:96] = 0
+    other = backend.predict(type(obs)(images=inside, proprio=obs.proprio, instruction=obs.instruction))
+    assert not np.array_equal(other.actions, reference)
+    for bad in ((("top", 0, 0, 64),), (("side", 100, 0, 64),), (("side", 0, 0, 48),)):
+        with pytest.raises(ValueError, match="crops"):
+            SmallVLAConfig(crops=bad, **{**TINY, "vision_size": 32})

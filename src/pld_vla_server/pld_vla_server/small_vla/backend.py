@@ -38,7 +38,7 @@ from pld_vla_server.small_vla.train import (
     prepare_data,
     train_loop,
 )
-from pld_vla_server.small_vla.vision import downsample_images
+from pld_vla_server.small_vla.vision import camera_input
 from pld_vla_server.types import ActionChunk, InputSpec, VLAObservation, validate_observation
 
 
@@ -91,8 +91,10 @@ class SmallVLABackend(VLABackend):
 
     def _inputs(self, obs: VLAObservation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         validate_observation(obs, self.input_spec)
-        factor = self.config.image_size // self.config.vision_size
-        images = np.stack([downsample_images(obs.images[cam], factor) for cam in self.config.cameras])
+        c = self.config
+        images = np.stack(
+            [camera_input(obs.images[cam], c.camera_window(cam), c.vision_size) for cam in c.cameras]
+        )
         proprio = np.asarray(obs.proprio, dtype=np.float32).reshape(1, -1)
         language = self.embed([obs.instruction])
         return torch.from_numpy(images[None]), torch.from_numpy(proprio), torch.from_numpy(language)

@@ -25,6 +25,10 @@ class SmallVLAConfig:
     cameras: tuple[str, ...] = ("side", "wrist")
     image_size: int = 128  # input images, square
     vision_size: int = 64  # images are box-downsampled to this inside the model
+    # fixed square crops (camera, top, left, size) taken from the input image before downsampling: a crop
+    # of the workspace keeps more of the objects' pixels at the same network cost (size must be a multiple
+    # of vision_size). Cameras without a crop are downsampled whole.
+    crops: tuple[tuple[str, int, int, int], ...] = ()
     proprio_dim: int = 15
     # which proprio entries the network sees (None: all). A policy that sees the TCP position can copy the
     # expert's motion as a function of where the hand is instead of where the object is (package README).
@@ -71,6 +75,21 @@ class SmallVLAConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"SmallVLAConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        for crop in self.crops:
+            camera, top, left, size = crop
+            if (
+                camera not in self.cameras
+                or size < self.vision_size
+                or size % self.vision_size
+                or min(top, left) < 0
+                or max(top, left) + size > self.image_size
+            ):
+                raise ValueError(
+                    f"SmallVLAConfig.crops: {crop} must name a camera and lie inside the "
+                    f"{self.image_size} px image, with a size that is a multiple of {self.vision_size}"
+                )
+        if len({c[0] for c in self.crops}) != len(self.crops):
+            raise ValueError("SmallVLAConfig.crops: at most one crop per camera")
         if self.proprio_indices is not None and (
             not self.proprio_indices or any(not 0 <= i < self.proprio_dim for i in self.proprio_indices)
         ):
@@ -88,6 +107,13 @@ class SmallVLAConfig:
             raise ValueError("SmallVLAConfig.time_embed_dim: must be even")
         if self.max_translation_m <= 0 or self.max_rotation_rad <= 0:
             raise ValueError("SmallVLAConfig: action limits must be positive")
+
+    def camera_window(self, camera: str) -> tuple[int, int, int]:
+        """(top, left, size) of the part of `camera`'s image the network sees."""
+        for name, top, left, size in self.crops:
+            if name == camera:
+                return top, left, size
+        return 0, 0, self.image_size
 
     @property
     def proprio_inputs(self) -> int:
@@ -110,12 +136,15 @@ class SmallVLAConfig:
         for name in ("cameras", "vision_channels", "proprio_indices"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
+        if "crops" in values:
+            values["crops"] = tuple((str(c), int(t), int(le), int(s)) for c, t, le, s in values["crops"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["cameras"] = list(self.cameras)
         values["vision_channels"] = list(self.vision_channels)
+        values["crops"] = [list(crop) for crop in self.crops]
         if self.proprio_indices is not None:
             values["proprio_indices"] = list(self.proprio_indices)
         return values

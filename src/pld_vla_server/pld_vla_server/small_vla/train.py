@@ -22,7 +22,7 @@ from pld_vla_server.dataset import Episode, chunk_targets
 from pld_vla_server.small_vla.auxiliary import StateProbe, state_targets
 from pld_vla_server.small_vla.config import SmallVLAConfig
 from pld_vla_server.small_vla.model import SmallVLA
-from pld_vla_server.small_vla.vision import downsample_images, random_shift
+from pld_vla_server.small_vla.vision import camera_input, random_shift
 
 CHECKPOINT_FILE = "train_state.pt"
 
@@ -95,7 +95,6 @@ def prepare_data(
 ) -> TrainingData:
     if not episodes:
         raise ValueError("finetune: the dataset has no episodes")
-    factor = config.image_size // config.vision_size
     images, proprio, language, targets, masks = [], [], [], [], []
     names = sorted({e.instruction for e in episodes})
     table = dict(zip(names, embed(names), strict=True))
@@ -112,7 +111,13 @@ def prepare_data(
                 f"episode {k}: proprio must be [T, {config.proprio_dim}], got {episode.proprio.shape}"
             )
         images.append(
-            np.stack([downsample_images(episode.images[cam], factor) for cam in config.cameras], axis=1)
+            np.stack(
+                [
+                    camera_input(episode.images[cam], config.camera_window(cam), config.vision_size)
+                    for cam in config.cameras
+                ],
+                axis=1,
+            )
         )
         proprio.append(episode.proprio.astype(np.float32))
         language.append(np.repeat(table[episode.instruction][None], len(episode), axis=0))

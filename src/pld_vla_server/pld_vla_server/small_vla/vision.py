@@ -25,6 +25,13 @@ def downsample_images(images: np.ndarray, factor: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(images, -1, -3))
 
 
+def camera_input(images: np.ndarray, window: tuple[int, int, int], vision_size: int) -> np.ndarray:
+    """uint8 [..., S, S, 3] -> uint8 [..., 3, v, v]: the (top, left, size) window, box-downsampled to v."""
+    top, left, size = window
+    crop = images[..., top : top + size, left : left + size, :]
+    return downsample_images(crop, size // vision_size)
+
+
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """DrQ-style augmentation: pad by replication and crop back at a random integer offset per image."""
     batch, channels, size, _ = images.shape
