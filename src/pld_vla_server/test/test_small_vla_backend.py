@@ -194,3 +194,34 @@ def test_a_camera_crop_is_what_the_network_sees_of_that_camera() -> None:
     for bad in ((("top", 0, 0, 64),), (("side", 100, 0, 64),), (("side", 0, 0, 48),)):
         with pytest.raises(ValueError, match="crops"):
             SmallVLAConfig(crops=bad, **{**TINY, "vision_size": 32})
+
+
+def test_token_head_decodes_the_most_likely_bin_or_the_expected_value() -> None:
+    from pld_vla_server.small_vla.heads import TokenHead
+
+    head = TokenHead(feature_dim=4, horizon=2, bins=4, hidden=8, embed=4)
+    with torch.no_grad():
+        head.out.weight.zero_()  # every token: probabilities 0.1, 0.2, 0.3, 0.4 over the four bins
+        head.out.bias.copy_(torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])))
+    features = torch.zeros(1, 4)
+    centres = torch.tensor([-0.75, -0.25, 0.25, 0.75])
+    greedy = head.generate(features, "greedy")
+    assert greedy.shape == (1, 2, 7) and torch.all(greedy == 0.75)
+    mean = head.generate(features, "mean")
+    expected = float(torch.tensor([0.1, 0.2, 0.3, 0.4]) @ centres)  # 0.25
+    torch.testing.assert_close(mean, torch.full((1, 2, 7), expected))
+
+
+def test_flow_starts_from_a_seeded_sample_or_from_zero() -> None:
+    assert SmallVLAConfig().flow_noise == "seeded" and SmallVLAConfig().ar_decoding == "greedy"
+    zero = SmallVLABackend(SmallVLAConfig(flow_noise="zero", **TINY))
+    seeded = SmallVLABackend(SmallVLAConfig(**TINY))  # same weights (same seed)
+    obs = synthetic_observation(zero)
+    a, b = zero.predict(obs).actions, seeded.predict(obs).actions
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(zero.predict(obs).actions, a)  # deterministic either way
+    np.testing.assert_array_equal(seeded.predict(obs).actions, b)
+    with pytest.raises(ValueError, match="flow_noise"):
+        SmallVLAConfig(flow_noise="random")
+    with pytest.raises(ValueError, match="ar_decoding"):
+        SmallVLAConfig(ar_decoding="beam")

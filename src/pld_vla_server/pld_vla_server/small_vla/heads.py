@@ -122,17 +122,29 @@ class TokenHead(nn.Module):
         weights = mask.repeat_interleave(ACTION_DIM, dim=1).reshape(-1).float()
         return (ce * weights).sum() / weights.sum().clamp(min=1)
 
-    def generate(self, features: torch.Tensor) -> torch.Tensor:
-        """Greedy decoding, one token at a time; returns normalised chunks (bin centres)."""
+    def generate(self, features: torch.Tensor, decoding: str = "greedy") -> torch.Tensor:
+        """Decode one token at a time; returns normalised chunks [B, H, 7].
+
+        `greedy`: the most likely bin (its centre). `mean`: the expected bin centre under the token's
+        distribution, and the bin nearest to it is fed to the next step. Where the data put part of the mass
+        on the action limit (a saturated expert) the most likely bin is the limit itself, so greedy
+        decoding jumps between the limits where the expert slows down; the mean follows it."""
         batch = features.shape[0]
         cond = self.cond(features)
         hidden = torch.tanh(self.init_hidden(features))[None]
         previous = torch.full((batch,), self.bins, dtype=torch.long)
-        tokens = []
+        centres = (torch.arange(self.bins, dtype=torch.float32) + 0.5) / self.bins * 2 - 1
+        values = []
         for i in range(self.length):
             position = torch.full((batch,), i, dtype=torch.long)
             step_in = self._inputs(previous, position, cond)[:, None, :]
             out, hidden = self.gru(step_in, hidden)
-            previous = self.out(out[:, 0]).argmax(dim=-1)
-            tokens.append(previous)
-        return self.detokenize(torch.stack(tokens, dim=1))
+            logits = self.out(out[:, 0])
+            if decoding == "mean":
+                value = torch.softmax(logits, dim=-1) @ centres
+                previous = ((value + 1) * 0.5 * self.bins).long().clamp(0, self.bins - 1)
+            else:
+                previous = logits.argmax(dim=-1)
+                value = centres[previous]
+            values.append(value)
+        return torch.stack(values, dim=1).view(-1, self.horizon, ACTION_DIM)

@@ -74,14 +74,18 @@ class SmallVLA(nn.Module):
         return self.head.loss(features, target, mask)
 
     def act(self, features: torch.Tensor, seed: int) -> torch.Tensor:
-        """Normalised chunks [B, H, 7]. The flow head starts every row from the same noise, drawn from a
-        generator seeded with `seed`: a prediction is a deterministic function of the observation."""
+        """Normalised chunks [B, H, 7], a deterministic function of the observation. The flow head
+        integrates from one fixed noise drawn from a generator seeded with `seed` (`flow_noise="seeded"`)
+        or from zero ("zero": the centre of the learned distribution)."""
         if isinstance(self.head, FlowHead):
-            generator = torch.Generator().manual_seed(seed)
-            noise = torch.randn((1, self.config.horizon, 7), generator=generator)
+            shape = (1, self.config.horizon, 7)
+            if self.config.flow_noise == "zero":
+                noise = torch.zeros(shape)
+            else:
+                noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
             noise = noise.expand(features.shape[0], -1, -1)
             return self.head.sample(features, self.config.flow_steps, noise)
-        return self.head.generate(features)
+        return self.head.generate(features, self.config.ar_decoding)
 
     def trunk_parameters(self) -> list[nn.Parameter]:
         return [p for name in TRUNK_MODULES for p in getattr(self, name).parameters()]
