@@ -210,6 +210,8 @@ def test_token_head_decodes_the_most_likely_bin_or_the_expected_value() -> None:
     mean = head.generate(features, "mean")
     expected = float(torch.tensor([0.1, 0.2, 0.3, 0.4]) @ centres)  # 0.25
     torch.testing.assert_close(mean, torch.full((1, 2, 7), expected))
+    median = head.generate(features, "median")  # cumulative 0.1, 0.3, 0.6: the third bin
+    assert torch.all(median == 0.25)
 
 
 def test_flow_starts_from_a_seeded_sample_or_from_zero() -> None:

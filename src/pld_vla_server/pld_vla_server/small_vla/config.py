@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 HEADS = ("flow", "ar")
+AR_DECODINGS = ("greedy", "mean", "median")  # small_vla/heads.py TokenHead.generate
 LANGUAGE_DIM = 384  # all-MiniLM-L6-v2
 
 
@@ -54,7 +55,7 @@ class SmallVLAConfig:
     ar_bins: int = 256
     ar_hidden: int = 128
     ar_embed: int = 64
-    ar_decoding: str = "greedy"  # "greedy" (most likely bin) or "mean" (expected bin centre); heads.py
+    ar_decoding: str = "greedy"  # "greedy" (most likely bin), "mean" (expected bin centre) or "median"
     # action limits (pld_sim.control.ActionLimits): targets are divided by these to lie in [-1, 1]
     max_translation_m: float = 0.02
     max_rotation_rad: float = 0.1
@@ -104,10 +105,10 @@ class SmallVLAConfig:
                 f"SmallVLAConfig.proprio_indices: need indices in [0, {self.proprio_dim}), "
                 f"got {self.proprio_indices}"
             )
-        if self.flow_noise not in ("zero", "seeded") or self.ar_decoding not in ("mean", "greedy"):
+        if self.flow_noise not in ("zero", "seeded") or self.ar_decoding not in AR_DECODINGS:
             raise ValueError(
-                "SmallVLAConfig: flow_noise must be 'zero' or 'seeded' and ar_decoding 'mean' or 'greedy', "
-                f"got {self.flow_noise!r} and {self.ar_decoding!r}"
+                "SmallVLAConfig: flow_noise must be 'zero' or 'seeded' and ar_decoding one of "
+                f"{AR_DECODINGS}, got {self.flow_noise!r} and {self.ar_decoding!r}"
             )
         if self.inference_threads < 0:
             raise ValueError("SmallVLAConfig.inference_threads: must be >= 0")

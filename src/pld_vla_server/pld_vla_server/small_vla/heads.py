@@ -126,7 +126,8 @@ class TokenHead(nn.Module):
         """Decode one token at a time; returns normalised chunks [B, H, 7].
 
         `greedy`: the most likely bin (its centre). `mean`: the expected bin centre under the token's
-        distribution, and the bin nearest to it is fed to the next step. Where the data put part of the mass
+        distribution, and the bin nearest to it is fed to the next step. `median`: the bin where the
+        cumulative probability reaches one half. Where the data put part of the mass
         on the action limit (a saturated expert) the most likely bin is the limit itself, so greedy
         decoding jumps between the limits where the expert slows down; the mean follows it."""
         batch = features.shape[0]
@@ -143,6 +144,10 @@ class TokenHead(nn.Module):
             if decoding == "mean":
                 value = torch.softmax(logits, dim=-1) @ centres
                 previous = ((value + 1) * 0.5 * self.bins).long().clamp(0, self.bins - 1)
+            elif decoding == "median":
+                cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
+                previous = (cdf < 0.5).sum(dim=-1).clamp(max=self.bins - 1)
+                value = centres[previous]
             else:
                 previous = logits.argmax(dim=-1)
                 value = centres[previous]
