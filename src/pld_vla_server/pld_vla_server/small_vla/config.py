@@ -55,7 +55,10 @@ class SmallVLAConfig:
     ar_bins: int = 256
     ar_hidden: int = 128
     ar_embed: int = 64
-    ar_decoding: str = "greedy"  # "greedy" (most likely bin), "mean" (expected bin centre) or "median"
+    # "median" (the bin where the cumulative probability reaches 1/2), "greedy" (most likely bin) or "mean"
+    # (expected bin centre). Greedy keeps the action limit while most mass sits there and overshoots; on the
+    # default base median decoding gave pick_cube 74 % / peg_insertion 22 % against greedy's 32 % / 0 %.
+    ar_decoding: str = "median"
     # action limits (pld_sim.control.ActionLimits): targets are divided by these to lie in [-1, 1]
     max_translation_m: float = 0.02
     max_rotation_rad: float = 0.1
