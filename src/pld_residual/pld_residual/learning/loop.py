@@ -392,8 +392,9 @@ class _OnlineLoop:
             obs, reward, terminated, truncated, info = env.step(action)
             c.env_steps += 1
             self.bar.update(1)
-            success = success or bool(info.get("success", False))
-            residual_success = residual_success or (controller != BASE and bool(info.get("success", False)))
+            step_success = bool(info.get("success", False))
+            success = success or step_success
+            residual_success = residual_success or (step_success and controller != BASE)
             if c.env_steps >= cfg.total_env_steps and not terminated:
                 truncated = True  # the budget ends the episode; replay still bootstraps from its last state
             next_fields = replay_fields(obs, guided)

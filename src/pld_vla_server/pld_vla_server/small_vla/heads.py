@@ -93,12 +93,14 @@ class TokenHead(nn.Module):
 
     def tokenize(self, actions: torch.Tensor) -> torch.Tensor:
         """Normalised actions [B, H, 7] -> token ids [B, H*7] (uniform bins over [-1, 1])."""
-        scaled = (actions.clamp(-1, 1) + 1) * 0.5 * self.bins
-        return scaled.long().clamp(0, self.bins - 1).flatten(1)
+        return self._bin_of(actions).flatten(1)
 
-    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, H*7] -> bin centres [B, H, 7]."""
-        return ((tokens.float() + 0.5) / self.bins * 2 - 1).view(-1, self.horizon, ACTION_DIM)
+    def _bin_of(self, values: torch.Tensor) -> torch.Tensor:
+        """Normalised values -> the ids of the uniform bins over [-1, 1] they fall in (same shape)."""
+        return ((values.clamp(-1, 1) + 1) * 0.5 * self.bins).long().clamp(0, self.bins - 1)
+
+    def _bin_centres(self) -> torch.Tensor:
+        return (torch.arange(self.bins, dtype=torch.float32) + 0.5) / self.bins * 2 - 1
 
     def _inputs(self, previous: torch.Tensor, positions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.token_embed(previous) + self.position_embed(positions) + cond
@@ -127,14 +129,14 @@ class TokenHead(nn.Module):
 
         `greedy`: the most likely bin (its centre). `mean`: the expected bin centre under the token's
         distribution, and the bin nearest to it is fed to the next step. `median`: the bin where the
-        cumulative probability reaches one half. Where the data put part of the mass
-        on the action limit (a saturated expert) the most likely bin is the limit itself, so greedy
-        decoding jumps between the limits where the expert slows down; the mean follows it."""
+        cumulative probability reaches one half. Where the data put part of the mass on the action limit
+        (a saturated expert) the most likely bin is the limit itself, so greedy decoding keeps full speed
+        where the expert slows down; the mean is pulled towards 0 by a split mass; the median follows it."""
         batch = features.shape[0]
         cond = self.cond(features)
         hidden = torch.tanh(self.init_hidden(features))[None]
         previous = torch.full((batch,), self.bins, dtype=torch.long)
-        centres = (torch.arange(self.bins, dtype=torch.float32) + 0.5) / self.bins * 2 - 1
+        centres = self._bin_centres()
         values = []
         for i in range(self.length):
             position = torch.full((batch,), i, dtype=torch.long)
@@ -143,7 +145,7 @@ class TokenHead(nn.Module):
             logits = self.out(out[:, 0])
             if decoding == "mean":
                 value = torch.softmax(logits, dim=-1) @ centres
-                previous = ((value + 1) * 0.5 * self.bins).long().clamp(0, self.bins - 1)
+                previous = self._bin_of(value)
             elif decoding == "median":
                 cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
                 previous = (cdf < 0.5).sum(dim=-1).clamp(max=self.bins - 1)
