@@ -57,6 +57,8 @@ from pld_residual.replay.learner_batch import to_learner_batch
 SUMMARY = "summary.json"
 POLICY_DIR = "policy"
 BEST_POLICY_DIR = "best_policy"  # the actor of the best evaluation so far
+# learner statistics of the latest update, logged with every curve point
+CURVE_LEARNER_KEYS = ("q_mean", "target_q_mean", "critic_loss", "actor_q", "entropy", "temperature")
 # may differ between a run and its resumption (a longer budget, another checkpoint interval)
 RESUMABLE_CHANGES = frozenset({"total_env_steps", "checkpoint_every"})
 TRAIN_WINDOW = 100  # training episodes in the reported recent training success rate
@@ -454,6 +456,8 @@ class _OnlineLoop:
         }
         if self.curriculum is not None:
             point["rollin_horizon"] = self.curriculum.horizon
+        if self.last_info:  # the learner's state at this point: where a collapse shows first
+            point["learner"] = {k: round(float(self.last_info[k]), 5) for k in CURVE_LEARNER_KEYS}
         if point["success_rate"] > max((p["success_rate"] for p in c.curve), default=-1.0):
             # the residual's evaluation is not monotone in training (it can collapse as xi grows), so the
             # best evaluated actor is kept beside the final one; act with the xi of its curve point

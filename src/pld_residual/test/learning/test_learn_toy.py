@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pld_residual.agent.policy import ResidualPolicy
-from pld_residual.learning.loop import learn
+from pld_residual.learning.loop import CURVE_LEARNER_KEYS, learn
 from pld_residual.learning.run_state import find_checkpoint, load_run
 from pld_residual.replay import ReplayBuffer
 
@@ -45,6 +45,12 @@ def test_pld_learns_the_offset_the_base_gets_wrong(
     steps = [p["env_steps"] for p in points]  # evaluations happen at the first episode end past each 500
     assert len(steps) == 4 and steps[0] == 0 and steps[-1] == 1500 and steps == sorted(steps)
     assert all({"env_steps", "success_rate", "ci95", "wall_time_s"} <= set(p) for p in points)
+    # learner statistics from the second point on (the first evaluation precedes any update)
+    assert "learner" not in points[0]
+    for point in points[1:]:
+        stats = point["learner"]
+        assert set(stats) == set(CURVE_LEARNER_KEYS) and all(np.isfinite(v) for v in stats.values())
+        assert stats["temperature"] > 0 and stats["entropy"] != 0.0
     # the best evaluation's actor is kept: it acts like the learner did at that point
     best = summary["best"]
     first_best = next(p for p in points if p["success_rate"] == max(q["success_rate"] for q in points))
