@@ -214,10 +214,41 @@ def test_token_head_decodes_the_most_likely_bin_or_the_expected_value() -> None:
     assert torch.all(median == 0.25)
 
 
+def test_token_labels_are_gaussians_over_the_bins_and_the_loss_is_their_kl() -> None:
+    from pld_vla_server.small_vla.heads import TokenHead
+
+    head = TokenHead(feature_dim=4, horizon=1, bins=8, hidden=8, embed=4, label_sigma=1.0)
+    labels = head.soft_labels(torch.tensor([0.125, -1.0]))  # the centre of bin 4; the lower limit
+    torch.testing.assert_close(labels.sum(dim=-1), torch.ones(2))
+    # bins 3 and 5 are one sigma away from 0.125 (weight e^-0.5 of the peak), bins 2 and 6 two sigmas
+    ratio = labels[0] / labels[0, 4]
+    torch.testing.assert_close(ratio[[3, 5, 2, 6]], torch.exp(-torch.tensor([0.5, 0.5, 2.0, 2.0])))
+    assert labels[1].argmax() == 0 and labels[1, 0] > labels[1, 1] > labels[1, 2]
+    # loss = KL(labels || prediction): zero when the head predicts the labels, CE - H(labels) otherwise
+    features, target, mask = torch.zeros(1, 4), torch.full((1, 1, 7), 0.125), torch.ones(1, 1)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(head.loss(features, target, mask))
+
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.copy_(torch.log(labels[0]))
+    assert loss() == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        head.out.bias.zero_()  # uniform prediction: KL = log(8) - H(labels)
+    entropy = float(-(labels[0] * labels[0].log()).sum())
+    assert loss() == pytest.approx(np.log(8) - entropy, rel=1e-5)
+    head.label_sigma = 0.0  # one-hot labels: the plain cross-entropy
+    assert loss() == pytest.approx(np.log(8), rel=1e-6)
+    with pytest.raises(ValueError, match="ar_label_sigma"):
+        SmallVLAConfig(ar_label_sigma=-1.0)
+
+
 def test_flow_starts_from_a_seeded_sample_or_from_zero() -> None:
-    assert SmallVLAConfig().flow_noise == "seeded" and SmallVLAConfig().ar_decoding == "median"
-    zero = SmallVLABackend(SmallVLAConfig(flow_noise="zero", **TINY))
-    seeded = SmallVLABackend(SmallVLAConfig(**TINY))  # same weights (same seed)
+    assert SmallVLAConfig().flow_noise == "zero" and SmallVLAConfig().ar_decoding == "median"
+    zero = SmallVLABackend(SmallVLAConfig(**TINY))
+    seeded = SmallVLABackend(SmallVLAConfig(flow_noise="seeded", **TINY))  # same weights (same seed)
     obs = synthetic_observation(zero)
     a, b = zero.predict(obs).actions, seeded.predict(obs).actions
     assert not np.array_equal(a, b)

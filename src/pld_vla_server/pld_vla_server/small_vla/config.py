@@ -45,16 +45,19 @@ class SmallVLAConfig:
     flow_layers: int = 3
     flow_steps: int = 10  # Euler steps at inference
     time_embed_dim: int = 32
-    # where integration starts at inference: "seeded" (one fixed noise sample) or "zero" (the centre of the
-    # learned distribution). A fixed sample sits at the same quantile for every observation: where the
-    # policy is unsure (the peg's distance) it was always on the short side. "zero" took the default base
-    # from 32 % to 100 % on pick_cube and from 2 % to 30 % on peg_insertion (package README, Tuning); the
-    # default stays "seeded" until the base is retrained to sit inside the modest-generalist band with it.
-    flow_noise: str = "seeded"
+    # where integration starts at inference: "zero" (the centre of the learned distribution) or "seeded"
+    # (one fixed noise sample). A fixed sample sits at the same quantile for every observation: where the
+    # policy is unsure (the peg's distance) it was always on the short side, 2-5 cm short of the peg
+    # (package README, Tuning: peg_insertion 2 % seeded vs 24 % zero on the same checkpoint).
+    flow_noise: str = "zero"
     # autoregressive token head
     ar_bins: int = 256
     ar_hidden: int = 128
     ar_embed: int = 64
+    # training labels: a Gaussian over the bins with this standard deviation in bins (0: one-hot, as
+    # OpenVLA). 2 bins made the default base worse (pick_cube 30 % -> 6 % with the auxiliary state loss on;
+    # package README, Tuning), so it is off by default.
+    ar_label_sigma: float = 0.0
     # "median" (the bin where the cumulative probability reaches 1/2), "greedy" (most likely bin) or "mean"
     # (expected bin centre). Greedy keeps the action limit while most mass sits there and overshoots; on the
     # default base median decoding gave pick_cube 74 % / peg_insertion 22 % against greedy's 32 % / 0 %.
@@ -117,6 +120,10 @@ class SmallVLAConfig:
             raise ValueError("SmallVLAConfig.inference_threads: must be >= 0")
         if self.proprio_dim < 0 or any(c < 1 for c in self.vision_channels):
             raise ValueError("SmallVLAConfig: proprio_dim >= 0 and vision_channels >= 1 required")
+        if not 0 <= self.ar_label_sigma <= self.ar_bins:
+            raise ValueError(
+                f"SmallVLAConfig.ar_label_sigma: must be in [0, ar_bins], got {self.ar_label_sigma}"
+            )
         if not 2 <= self.ar_bins <= 4096:
             raise ValueError(f"SmallVLAConfig.ar_bins: must be in [2, 4096], got {self.ar_bins}")
         if self.time_embed_dim % 2:

@@ -80,9 +80,11 @@ class FlowHead(nn.Module):
 class TokenHead(nn.Module):
     """Autoregressive GRU over the H*7 action tokens of a chunk."""
 
-    def __init__(self, feature_dim: int, horizon: int, bins: int, hidden: int, embed: int) -> None:
+    def __init__(
+        self, feature_dim: int, horizon: int, bins: int, hidden: int, embed: int, label_sigma: float = 0.0
+    ) -> None:
         super().__init__()
-        self.horizon, self.bins = horizon, bins
+        self.horizon, self.bins, self.label_sigma = horizon, bins, label_sigma
         self.length = horizon * ACTION_DIM
         self.token_embed = nn.Embedding(bins + 1, embed)  # index `bins` is the start token
         self.position_embed = nn.Embedding(self.length, embed)
@@ -117,12 +119,30 @@ class TokenHead(nn.Module):
         return self.out(out)
 
     def loss(self, features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Masked token cross-entropy (mask [B, H] covers the 7 tokens of each valid step)."""
+        """Masked KL(label distribution || predicted) per token (mask [B, H] covers the 7 tokens of each
+        valid step). One-hot labels (`label_sigma` 0) make this the plain cross-entropy."""
         tokens = self.tokenize(target)
-        logits = self.logits(features, tokens)
-        ce = nn.functional.cross_entropy(logits.reshape(-1, self.bins), tokens.reshape(-1), reduction="none")
+        logits = self.logits(features, tokens).reshape(-1, self.bins)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if self.label_sigma > 0:
+            labels = self.soft_labels(target.reshape(-1))
+            per_token = (labels * (torch.log(labels.clamp(min=1e-12)) - log_probs)).sum(dim=-1)
+        else:
+            per_token = -log_probs.gather(1, tokens.reshape(-1, 1))[:, 0]
         weights = mask.repeat_interleave(ACTION_DIM, dim=1).reshape(-1).float()
-        return (ce * weights).sum() / weights.sum().clamp(min=1)
+        return (per_token * weights).sum() / weights.sum().clamp(min=1)
+
+    def soft_labels(self, values: torch.Tensor) -> torch.Tensor:
+        """Gaussian label distributions over the bins [N, bins], centred on the normalised values [N]
+        with a standard deviation of `label_sigma` bins (HL-Gauss, Farebrother et al. 2024). Neighbouring
+        bins share the credit, so the head learns that bins are ordered instead of 256 unrelated
+        classes, and the median decodes more precisely from the same data."""
+        width = 2.0 / self.bins
+        logits = (
+            -0.5
+            * ((self._bin_centres()[None] - values.clamp(-1, 1)[:, None]) / (self.label_sigma * width)) ** 2
+        )
+        return torch.softmax(logits, dim=-1)
 
     def generate(self, features: torch.Tensor, decoding: str = "greedy") -> torch.Tensor:
         """Decode one token at a time; returns normalised chunks [B, H, 7].

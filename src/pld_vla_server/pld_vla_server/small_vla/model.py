@@ -48,7 +48,9 @@ class SmallVLA(nn.Module):
                 c.feature_dim, c.horizon, c.flow_hidden, c.flow_layers, c.time_embed_dim
             )
         else:
-            self.head = TokenHead(c.feature_dim, c.horizon, c.ar_bins, c.ar_hidden, c.ar_embed)
+            self.head = TokenHead(
+                c.feature_dim, c.horizon, c.ar_bins, c.ar_hidden, c.ar_embed, c.ar_label_sigma
+            )
         # proprio normalisation, fitted on the first (pretraining) dataset and saved with the weights
         self.register_buffer("proprio_mean", torch.zeros(c.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(c.proprio_dim))
