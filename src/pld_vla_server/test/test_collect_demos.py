@@ -88,6 +88,42 @@ def test_config_keeps_demo_seeds_below_the_evaluation_seeds() -> None:
     assert DemoConfig().cache_key() != DemoConfig(noise=0.2).cache_key()
 
 
+def test_per_task_counts_collect_that_many_of_each_task(tmp_path: Path) -> None:
+    cfg = DemoConfig(
+        tasks=("pick_cube", "peg_insertion"), demos_per_task=1, task_demos={"pick_cube": 2}, image_size=32
+    )
+    assert (cfg.demos_for("pick_cube"), cfg.demos_for("peg_insertion"), cfg.total_demos) == (2, 1, 3)
+    assert [b.max_attempts for b in cfg.blocks("pick_cube") + cfg.blocks("peg_insertion")] == [8, 4]
+    report = collect_demos(cfg, tmp_path / "demos", progress=False)
+    assert {task: r["kept"] for task, r in report["per_task"].items()} == {"pick_cube": 2, "peg_insertion": 1}
+    assert [r["task"] for r in manifest_records(tmp_path / "demos")] == ["pick_cube"] * 2 + ["peg_insertion"]
+    # a per-task count is part of the cache key; without one the key is what it was before the option
+    plain = DemoConfig(tasks=cfg.tasks, demos_per_task=1, image_size=32)
+    assert "task_demos" not in plain.to_dict() and plain.cache_key() != cfg.cache_key()
+    assert cfg.cache_key().startswith("pick_cube2+peg_insertion-n1-")
+    assert DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="not collected"):
+        DemoConfig(tasks=("peg_insertion",), task_demos={"pick_cube": 3})
+    with pytest.raises(ValueError, match="at least 1"):
+        DemoConfig(task_demos={"pick_cube": 0})
+
+
+def test_blocks_own_disjoint_seed_ranges_and_make_one_dataset(tmp_path: Path) -> None:
+    cfg = DemoConfig(tasks=("pick_cube",), demos_per_task=3, block_size=2, image_size=32)
+    blocks = cfg.blocks("pick_cube")
+    assert [(b.index, b.wanted, b.first_seed, b.max_attempts) for b in blocks] == [(0, 2, 0, 8), (1, 1, 8, 4)]
+    assert cfg.block_stride == 8 and cfg.seed_span == 16
+    report = collect_demos(cfg, tmp_path / "demos", progress=False)
+    task = report["per_task"]["pick_cube"]
+    assert task["seeds"] == [0, 1, 8] and task["seed_ranges"] == [[0, 1], [8, 8]]
+    assert len(task["blocks_cpu_time_s"]) == 2 and task["attempts"] == 3
+    records = manifest_records(tmp_path / "demos")
+    assert [r["file"].rsplit("/", 1)[0] for r in records] == ["pick_cube/b0", "pick_cube/b0", "pick_cube/b1"]
+    assert [e.seed for e in load_episodes(tmp_path / "demos")] == [0, 1, 8]
+    with pytest.raises(ValueError, match="evaluation seeds"):  # 40 blocks of 75 demos need 12 000 seeds
+        DemoConfig(demos_per_task=3000)
+
+
 def test_a_second_collector_of_the_same_dataset_waits_and_reuses_it(tmp_path: Path) -> None:
     """Two `pld pretrain` runs with the same demo settings: one collects, the other waits for it."""
     import threading

@@ -13,6 +13,7 @@ import pytest
 
 from pld_residual.cli.main import build_parser
 from pld_vla_server.collect_demos import DemoConfig
+from pld_vla_server.dataset import load_episodes, manifest_records
 from pld_vla_server.pretrain import (
     BUDGETS,
     PLOT,
@@ -50,6 +51,49 @@ def test_budget_presets_and_overrides() -> None:
     assert dart.demos.labels == "intended" and dart.demos.cache_key() != default.demos.cache_key()
 
 
+def test_demo_counts_per_task_from_the_command_line() -> None:
+    default = config_from_args(parse()).demos
+    assert default.task_demos == BUDGETS["default"]["task_demos"] == {"pick_cube": 50}
+    assert (default.demos_for("pick_cube"), default.demos_for("peg_insertion")) == (50, 300)
+    one = config_from_args(parse("--demos-per-task", "pick_cube=20")).demos
+    assert (one.demos_for("pick_cube"), one.demos_for("peg_insertion")) == (20, 300)
+    both = config_from_args(parse("--demos-per-task", "40", "peg_insertion=7")).demos
+    assert (both.demos_for("pick_cube"), both.demos_for("peg_insertion")) == (40, 7)
+    flat = config_from_args(parse("--demos-per-task", "50")).demos  # a bare N alone means every task
+    assert flat.task_demos == {} and flat.total_demos == 100
+    peg_only = config_from_args(parse("--tasks", "peg_insertion")).demos  # the pick_cube count is dropped
+    assert peg_only.task_demos == {} and peg_only.total_demos == 300
+    for bad, message in (
+        (["1", "2"], "one N"),
+        (["cube=3"], "not in"),
+        (["pick_cube=0"], "positive"),
+        (["many"], "positive"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            config_from_args(parse("--demos-per-task", *bad))
+
+
+def test_training_options_for_one_head() -> None:
+    cfg = config_from_args(parse("--train-option", "ar:state_loss_weight=2", "--train-option", "shift_pad=0"))
+    assert cfg.train_options_for("ar") == {"shift_pad": 0, "state_loss_weight": 2}
+    assert cfg.train_options_for("flow") == {"shift_pad": 0}
+    plain = config_from_args(parse("--train-option", "shift_pad=0"))
+    assert cfg.train_key("flow") == plain.train_key("flow")  # the flow checkpoint can be reused
+    assert cfg.train_key("ar") != plain.train_key("ar")
+    assert PretrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(SystemExit, match="HEAD:KEY"):
+        config_from_args(parse("--train-option", "diffusion:steps=3"))
+    # model overrides per head: the default AR head predicts only the rows that run before re-planning
+    default = config_from_args(parse())
+    assert default.model_config("ar")["horizon"] == default.execute_steps == 4
+    assert "horizon" not in default.model_config("flow")
+    wide = config_from_args(parse("--model", "ar:horizon=6", "--model", "trunk_hidden=64"))
+    assert wide.model_config("ar") == {"horizon": 6, "trunk_hidden": 64, "head": "ar", "seed": 0}
+    assert wide.model_config("flow") == {"trunk_hidden": 64, "head": "flow", "seed": 0}
+    with pytest.raises(ValueError, match="must not set"):
+        PretrainConfig(head_train_options={"ar": {"steps": 3}})
+
+
 def test_config_round_trip_and_training_identity() -> None:
     cfg = PretrainConfig(demos=DemoConfig(demos_per_task=3), steps=10, model={"trunk_hidden": 64})
     assert PretrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -68,6 +112,28 @@ def test_config_round_trip_and_training_identity() -> None:
         PretrainConfig(eval_first_seed=5)
 
 
+def test_parallel_collection_gives_the_sequential_dataset(tmp_path: Path) -> None:
+    import pld_vla_server.pretrain as pretrain
+    from pld_vla_server.collect_demos import collect_demos
+
+    demos = DemoConfig(tasks=("pick_cube",), demos_per_task=3, block_size=2, noise=0.1, image_size=32)
+    report = pretrain.collect_in_parallel(
+        PretrainConfig(demos=demos),
+        tmp_path / "parallel",
+        workers=2,
+        bars=pretrain.ProgressBars(enabled=False),
+    )
+    sequential = collect_demos(demos, tmp_path / "sequential", progress=False)
+    assert report["per_task"]["pick_cube"]["seeds"] == sequential["per_task"]["pick_cube"]["seeds"]
+    assert manifest_records(tmp_path / "parallel") == manifest_records(tmp_path / "sequential")
+    assert not list((tmp_path / "parallel").glob("*.report.json"))  # block reports merged, then removed
+    for a, b in zip(
+        load_episodes(tmp_path / "parallel"), load_episodes(tmp_path / "sequential"), strict=True
+    ):
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.images["wrist"], b.images["wrist"])
+
+
 def test_idle_time_estimate_replays_the_schedule() -> None:
     summary = {
         "data": {"per_task": {"a": {"cpu_time_s": 10.0}, "b": {"cpu_time_s": 6.0}}},
@@ -81,12 +147,15 @@ def test_idle_time_estimate_replays_the_schedule() -> None:
     # then ar's eval 40 -> 190
     assert estimate_idle_wall_time(summary, workers=2) == 10.0 + 190.0
     assert estimate_idle_wall_time(summary, workers=1) == 16.0 + 320.0
+    # an evaluation in two parts of 20: both lanes are free at 150 and 130, so they end at 170 and 150
+    summary["heads"]["ar"]["eval"]["a"]["parts_cpu_time_s"] = [20.0, 20.0]
+    assert estimate_idle_wall_time(summary, workers=2) == 10.0 + 170.0
     summary["heads"]["ar"]["trained"] = False
     assert estimate_idle_wall_time(summary, workers=2) is None
 
 
 @pytest.mark.slow
-def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
+def test_smoke_budget_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "base_vla"
     cmd = [
         sys.executable,
@@ -130,6 +199,29 @@ def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
             assert [s[0] for s in evaluation["per_seed"]] == [10_000, 10_001]
             low, high = evaluation["success_rate_ci95"]
             assert 0.0 <= low <= evaluation["success_rate"] <= high <= 1.0
+
+    # an evaluation in parts (as `pld pretrain` runs them side by side) merges into the single-job result
+    import pld_vla_server.pretrain as pretrain
+
+    cfg = PretrainConfig.from_dict(summary["config"])
+    single_path = out / "flow" / "eval" / "pick_cube.json"
+    single = json.loads(single_path.read_text())
+    single_path.rename(tmp_path / "single.json")
+    monkeypatch.setattr(pretrain, "EVAL_PART_EPISODES", 1)
+    assert pretrain.eval_parts(cfg.eval_episodes) == 2
+    first = pretrain.evaluate_head(cfg, "flow", "pick_cube", out, None, 0, 2)
+    assert first["episodes"] == 1 and pretrain.merge_eval_parts(cfg, "flow", "pick_cube", out) is None
+    pretrain.evaluate_head(cfg, "flow", "pick_cube", out, None, 1, 2)
+    merged = pretrain.merge_eval_parts(cfg, "flow", "pick_cube", out)
+    assert merged is not None and not list((out / "flow" / "eval").glob("*.part*"))
+    for key in ("episodes", "successes", "success_rate", "success_rate_ci95", "mean_length_steps", "key"):
+        assert merged[key] == single[key], key
+    assert [(o["seed"], o["success"], o["length"]) for o in merged["per_seed"]] == [
+        (o["seed"], o["success"], o["length"]) for o in single["per_seed"]
+    ]
+    assert merged["config"] == single["config"] and len(merged["parts_cpu_time_s"]) == 2
+    monkeypatch.undo()
+    (tmp_path / "single.json").replace(single_path)  # the rerun below compares with the first summary
 
     # the same command again reuses everything that is finished: no collection, training or evaluation
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
