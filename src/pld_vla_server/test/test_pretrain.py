@@ -113,15 +113,15 @@ def test_config_round_trip_and_training_identity() -> None:
 
 
 def test_parallel_collection_gives_the_sequential_dataset(tmp_path: Path) -> None:
-    import pld_vla_server.pretrain as pretrain
+    import pld_vla_server.pretrain_runner as runner
     from pld_vla_server.collect_demos import collect_demos
 
     demos = DemoConfig(tasks=("pick_cube",), demos_per_task=3, block_size=2, noise=0.1, image_size=32)
-    report = pretrain.collect_in_parallel(
+    report = runner.collect_in_parallel(
         PretrainConfig(demos=demos),
         tmp_path / "parallel",
         workers=2,
-        bars=pretrain.ProgressBars(enabled=False),
+        bars=runner.ProgressBars(enabled=False),
     )
     sequential = collect_demos(demos, tmp_path / "sequential", progress=False)
     assert report["per_task"]["pick_cube"]["seeds"] == sequential["per_task"]["pick_cube"]["seeds"]
@@ -201,18 +201,18 @@ def test_smoke_budget_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             assert 0.0 <= low <= evaluation["success_rate"] <= high <= 1.0
 
     # an evaluation in parts (as `pld pretrain` runs them side by side) merges into the single-job result
-    import pld_vla_server.pretrain as pretrain
+    import pld_vla_server.pretrain_jobs as jobs
 
     cfg = PretrainConfig.from_dict(summary["config"])
     single_path = out / "flow" / "eval" / "pick_cube.json"
     single = json.loads(single_path.read_text())
     single_path.rename(tmp_path / "single.json")
-    monkeypatch.setattr(pretrain, "EVAL_PART_EPISODES", 1)
-    assert pretrain.eval_parts(cfg.eval_episodes) == 2
-    first = pretrain.evaluate_head(cfg, "flow", "pick_cube", out, None, 0, 2)
-    assert first["episodes"] == 1 and pretrain.merge_eval_parts(cfg, "flow", "pick_cube", out) is None
-    pretrain.evaluate_head(cfg, "flow", "pick_cube", out, None, 1, 2)
-    merged = pretrain.merge_eval_parts(cfg, "flow", "pick_cube", out)
+    monkeypatch.setattr(jobs, "EVAL_PART_EPISODES", 1)
+    assert jobs.eval_parts(cfg.eval_episodes) == 2
+    first = jobs.evaluate_head(cfg, "flow", "pick_cube", out, None, 0, 2)
+    assert first["episodes"] == 1 and jobs.merge_eval_parts(cfg, "flow", "pick_cube", out) is None
+    jobs.evaluate_head(cfg, "flow", "pick_cube", out, None, 1, 2)
+    merged = jobs.merge_eval_parts(cfg, "flow", "pick_cube", out)
     assert merged is not None and not list((out / "flow" / "eval").glob("*.part*"))
     for key in ("episodes", "successes", "success_rate", "success_rate_ci95", "mean_length_steps", "key"):
         assert merged[key] == single[key], key
@@ -242,7 +242,7 @@ def test_a_silent_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None
 
     pid_file = tmp_path / "worker.pid"
     worker = (
-        "import os, time; from pld_vla_server.pretrain import _exit_with_parent; "
+        "import os, time; from pld_vla_server.pretrain_runner import _exit_with_parent; "
         f"_exit_with_parent(0.1); open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     )
     parent_code = (
