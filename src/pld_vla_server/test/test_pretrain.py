@@ -53,8 +53,8 @@ def test_budget_presets_and_overrides() -> None:
 
 def test_demo_counts_per_task_from_the_command_line() -> None:
     default = config_from_args(parse()).demos
-    assert default.task_demos == BUDGETS["default"]["task_demos"] == {"pick_cube": 50}
-    assert (default.demos_for("pick_cube"), default.demos_for("peg_insertion")) == (50, 300)
+    assert default.task_demos == BUDGETS["default"]["task_demos"] == {"pick_cube": 40}
+    assert (default.demos_for("pick_cube"), default.demos_for("peg_insertion")) == (40, 300)
     one = config_from_args(parse("--demos-per-task", "pick_cube=20")).demos
     assert (one.demos_for("pick_cube"), one.demos_for("peg_insertion")) == (20, 300)
     both = config_from_args(parse("--demos-per-task", "40", "peg_insertion=7")).demos
