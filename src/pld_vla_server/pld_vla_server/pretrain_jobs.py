@@ -61,20 +61,20 @@ def source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(path)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _worker_setup(threads: int) -> None:
+def worker_setup(threads: int) -> None:
     """Pin torch to `threads` threads: tiny CPU models run far faster single-threaded when cores are
     shared (2 threads under contention were 5-7x slower here), and results do not depend on core count."""
     import torch
@@ -111,7 +111,7 @@ def train_head(
     from pld_vla_server.backends import make_backend
 
     head_dir, key = out / head, cfg.train_key(head)
-    previous = _read_json(head_dir / TRAIN_REPORT)
+    previous = read_json(head_dir / TRAIN_REPORT)
     if previous and previous.get("complete") and previous.get("train_key") == key:
         return previous
     resume_dir = out / f"{head}.resume"
@@ -173,7 +173,7 @@ def train_head(
         "created": datetime.now().isoformat(timespec="seconds"),
         "losses": [round(x, 5) for x in losses],
     }
-    _write_json(tmp / TRAIN_REPORT, record)
+    write_json(tmp / TRAIN_REPORT, record)
     if head_dir.exists():
         shutil.rmtree(head_dir)
     tmp.rename(head_dir)
@@ -223,17 +223,17 @@ def evaluate_head(
     from pld_vla_server.evaluation import evaluate_backend
 
     head_dir = out / head
-    trained = _read_json(head_dir / TRAIN_REPORT)
+    trained = read_json(head_dir / TRAIN_REPORT)
     if not trained or not trained.get("complete"):
         raise FileNotFoundError(f"no finished checkpoint in {head_dir}")
     key = _eval_key(cfg, trained, task)
-    merged = _read_json(_eval_path(out, head, task))
+    merged = read_json(_eval_path(out, head, task))
     if merged and merged.get("key") == key:
         return merged
     first, end = _part_range(cfg.eval_episodes, part, parts)
     part_key = {**key, "part": [part, parts]} if parts > 1 else key
     path = _eval_path(out, head, task, part, parts)
-    previous = _read_json(path)
+    previous = read_json(path)
     if previous and previous.get("key") == part_key:
         return previous
     cpu_start = _cpu_start()
@@ -257,7 +257,7 @@ def evaluate_head(
     )
     result.update(key=part_key, head=head, cpu_time_s=round(time.process_time() - cpu_start, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(path, result)
+    write_json(path, result)
     return result
 
 
@@ -268,9 +268,9 @@ def merge_eval_parts(cfg: PretrainConfig, head: str, task: str, out: Path) -> di
 
     parts = eval_parts(cfg.eval_episodes)
     if parts == 1:
-        return _read_json(_eval_path(out, head, task))
+        return read_json(_eval_path(out, head, task))
     paths = [_eval_path(out, head, task, part, parts) for part in range(parts)]
-    results = [_read_json(path) for path in paths]
+    results = [read_json(path) for path in paths]
     if any(r is None for r in results):
         return None
     per_seed = [outcome for r in results for outcome in r["per_seed"]]
@@ -295,13 +295,13 @@ def merge_eval_parts(cfg: PretrainConfig, head: str, task: str, out: Path) -> di
         "per_seed": per_seed,
         "key": {k: v for k, v in results[0]["key"].items() if k != "part"},
     }
-    _write_json(_eval_path(out, head, task), merged)
+    write_json(_eval_path(out, head, task), merged)
     for path in paths:
         path.unlink()
     return merged
 
 
-def _block_report_path(collect_dir: Path, task: str, index: int) -> Path:
+def block_report_path(collect_dir: Path, task: str, index: int) -> Path:
     return collect_dir / f"{task}.b{index}.report.json"
 
 
@@ -324,5 +324,5 @@ def collect_block_job(
     result["cpu_time_s"] = (
         round(time.process_time() - _cpu_start(), 1) if _IN_WORKER else result["cpu_time_s"]
     )
-    _write_json(_block_report_path(collect_dir, task, index), result)
+    write_json(block_report_path(collect_dir, task, index), result)
     return result

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from pld_vla_server.pretrain_jobs import (
     Report,
-    _block_report_path,
-    _read_json,
-    _worker_setup,
+    block_report_path,
     collect_block_job,
     evaluate_head,
     mark_worker,
+    read_json,
     train_head,
+    worker_setup,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def worker_main(spec: str) -> int:
     ctx = JobContext.from_dict(payload["context"])
     job = Job(**payload["job"])
     if job.kind != "collect":
-        _worker_setup(ctx.cfg.threads)
+        worker_setup(ctx.cfg.threads)
     _run_job(job, ctx, _print_report)
     return 0
 
@@ -195,7 +195,7 @@ def run_jobs(
         while todo:
             job = todo.popleft()
             if job.kind != "collect":
-                _worker_setup(ctx.cfg.threads)
+                worker_setup(ctx.cfg.threads)
             try:
                 _run_job(job, ctx, bars)
             except Exception as exc:  # one failed job must not lose the others' results
@@ -251,8 +251,8 @@ def collect_in_parallel(cfg: PretrainConfig, directory: Path, workers: int, bars
         raise RuntimeError("demo collection failed: " + "; ".join(errors))
     per_task = {}
     for task, count in blocks.items():
-        paths = [_block_report_path(directory, task, k) for k in range(count)]
-        per_task[task] = task_report([_read_json(path) for path in paths])
+        paths = [block_report_path(directory, task, k) for k in range(count)]
+        per_task[task] = task_report([read_json(path) for path in paths])
         for path in paths:
             path.unlink()
     report = merge_tasks(cfg.demos, directory, per_task)

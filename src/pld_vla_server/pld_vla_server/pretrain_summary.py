@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pld_vla_server.pretrain_jobs import TRAIN_REPORT, _read_json, _write_json, git_commit
+from pld_vla_server.pretrain_jobs import TRAIN_REPORT, git_commit, read_json, write_json
 
 if TYPE_CHECKING:
     from pld_vla_server.pretrain import PretrainConfig
@@ -31,7 +31,7 @@ def build_summary(
     """Everything the run produced, read back from the per-head files (the single source of truth)."""
     heads: dict[str, Any] = {}
     for head in cfg.heads:
-        trained = _read_json(out / head / TRAIN_REPORT)
+        trained = read_json(out / head / TRAIN_REPORT)
         if not trained or trained.get("train_key") != cfg.train_key(head):
             heads[head] = {"trained": False}
             continue
@@ -50,7 +50,7 @@ def build_summary(
             "eval": {},
         }
         for task in cfg.demos.tasks:
-            result = _read_json(out / head / "eval" / f"{task}.json")
+            result = read_json(out / head / "eval" / f"{task}.json")
             if result and result.get("key", {}).get("model_id") == trained["model_id"]:
                 if result["key"]["episodes"] != cfg.eval_episodes:
                     continue
@@ -145,7 +145,7 @@ def plot_summary(summary: dict[str, Any], out: Path, path: Path) -> None:
     tasks = summary["config"]["demos"]["tasks"]
     fig, axes = plt.subplots(1, len(heads) + 1, figsize=(4.2 * (len(heads) + 1), 3.4))
     for ax, head in zip(axes[:-1], heads, strict=True):
-        trained = _read_json(out / head / TRAIN_REPORT) if summary["heads"][head].get("trained") else None
+        trained = read_json(out / head / TRAIN_REPORT) if summary["heads"][head].get("trained") else None
         if trained:
             losses = np.asarray(trained["losses"])
             window = max(1, len(losses) // 50)
@@ -187,7 +187,7 @@ def plot_summary(summary: dict[str, Any], out: Path, path: Path) -> None:
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> None:
-    _write_json(out / SUMMARY, summary)
+    write_json(out / SUMMARY, summary)
     plot_summary(summary, out, out / PLOT)
 
 
