@@ -94,17 +94,14 @@ class DemoConfig:
         return int(np.ceil(self.block_size * self.max_attempts_per_demo))
 
     def blocks(self, task: str) -> list[DemoBlock]:
-        wanted = self.demos_for(task)
-        return [
-            DemoBlock(
-                task=task,
-                index=index,
-                wanted=min(self.block_size, wanted - start),
-                first_seed=self.first_seed + index * self.block_stride,
-                max_attempts=int(np.ceil(min(self.block_size, wanted - start) * self.max_attempts_per_demo)),
-            )
-            for index, start in enumerate(range(0, wanted, self.block_size))
-        ]
+        total = self.demos_for(task)
+        blocks = []
+        for index, start in enumerate(range(0, total, self.block_size)):
+            wanted = min(self.block_size, total - start)
+            first_seed = self.first_seed + index * self.block_stride
+            attempts = int(np.ceil(wanted * self.max_attempts_per_demo))
+            blocks.append(DemoBlock(task, index, wanted, first_seed, attempts))
+        return blocks
 
     @property
     def seed_span(self) -> int:
@@ -122,7 +119,7 @@ class DemoConfig:
         values = asdict(self)
         values["tasks"] = list(self.tasks)
         if not self.task_demos:
-            del values["task_demos"]  # keeps the cache keys of datasets collected before per-task counts
+            del values["task_demos"]  # listed only when set, like the task names in `cache_key`
         return values
 
     def cache_key(self) -> str:
