@@ -193,12 +193,7 @@ def compare_with_sb3(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--updates-only",
-        action="store_true",
-        help="measure gradient updates/s only. Required: it is the only mode for now (learning curves "
-        "on the simulated tasks will be added as a second mode later)",
-    )
+    """Options of the updates/s measurement (`pld bench rl --updates-only`)."""
     defaults = ResidualSACConfig()
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: %(default)s)")
     parser.add_argument(
@@ -232,12 +227,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.updates_only:
-        print(
-            "pld bench rl: only --updates-only is implemented for now (learning curves come later)",
-            file=sys.stderr,
-        )
-        return 2
+    """`pld bench rl --updates-only`: updates/s, ours against SB3, one JSON document."""
     try:
         config = ResidualSACConfig(
             hidden=args.hidden,

@@ -10,8 +10,8 @@ PARTS: dict[str, tuple[str, str]] = {
     "sim": ("pld_sim.bench", "simulator control steps/s, render fps, IK time vs raw MuJoCo"),
     "vla": ("pld_vla_server.bench", "VLA chunk latency in-process vs through the server node over DDS"),
     "rl": (
-        "pld_residual.agent.bench",
-        "residual SAC gradient updates/s vs stable-baselines3 SAC (--updates-only)",
+        "pld_residual.cli.bench_rl",
+        "learning curves of PLD and the baselines; --updates-only: updates/s vs stable-baselines3 SAC",
     ),
 }
 
