@@ -52,6 +52,8 @@ class ResidualSACConfig:
     # about to succeed lowest and the actor learns to avoid success. SERL also
     # backs up without entropy on sparse manipulation rewards. The actor keeps its entropy term.
     backup_entropy: bool = False
+    # weight of mean(tanh(mean)^2) in the actor loss (0 = plain SAC); see losses.residual_penalty
+    residual_penalty: float = 0.0
 
     # update schedule
     critic_actor_ratio: int = 2  # critic every gradient step, actor + temperature every 2nd
@@ -101,7 +103,7 @@ class ResidualSACConfig:
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "cql_alpha"):
+        for name in ("weight_decay", "cql_alpha", "residual_penalty"):
             value = getattr(self, name)
             if not _is_real(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")

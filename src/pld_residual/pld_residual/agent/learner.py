@@ -40,7 +40,7 @@ from pld_residual.agent.networks import (
 )
 
 REQUIRED_KEYS = ("obs", "base_action", "action", "reward", "discount", "next_obs", "next_base_action")
-_ACTOR_METRICS = ("actor_loss", "temperature_loss", "entropy", "temperature", "actor_q")
+_ACTOR_METRICS = ("actor_loss", "temperature_loss", "entropy", "temperature", "actor_q", "residual_abs")
 
 
 @struct.dataclass
@@ -235,9 +235,14 @@ def _actor_step(
         q = state.critic.apply_fn(
             state.critic.params, batch["obs"], _combine(cfg, batch["base_action"], delta, xi)
         )
-        return losses.actor_loss(log_probs, q, alpha), (log_probs, q)
+        deterministic = jnp.tanh(mean)
+        loss = losses.actor_loss(log_probs, q, alpha)
+        loss = loss + losses.residual_penalty(deterministic, cfg.residual_penalty)
+        return loss, (log_probs, q, jnp.mean(jnp.abs(deterministic)))
 
-    (a_loss, (log_probs, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor.params)
+    (a_loss, (log_probs, q, residual_abs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.actor.params
+    )
     actor = state.actor.apply_gradients(grads=grads)
 
     def temp_fn(params: Any) -> jax.Array:
@@ -252,6 +257,7 @@ def _actor_step(
         "entropy": -jnp.mean(log_probs),
         "temperature": jnp.exp(temperature.apply_fn(temperature.params)),
         "actor_q": jnp.mean(q),
+        "residual_abs": residual_abs,  # mean |deterministic residual|: how far from the base it acts
     }
     return state.replace(actor=actor, temperature=temperature, actor_metrics=metrics)
 

@@ -57,6 +57,15 @@ def actor_loss(log_probs: jax.Array, q_values: jax.Array, temperature: jax.Array
     return jnp.mean(temperature * log_probs - jnp.mean(q_values, axis=0))
 
 
+def residual_penalty(deterministic_residual: jax.Array, weight: float) -> jax.Array:
+    """weight * mean(tanh(mean)^2): pulls the residual's mode towards 0 (= the base action).
+
+    Where the critic has seen no action but the base's, its action gradient is extrapolation; without a
+    pull back the deterministic residual can follow that gradient to a constant push that ruins the base.
+    """
+    return weight * jnp.mean(deterministic_residual**2)
+
+
 def temperature_loss(log_alpha: jax.Array, log_probs: jax.Array, target_entropy: float) -> jax.Array:
     """alpha * (entropy - target): alpha grows when the policy's entropy drops below the target."""
     entropy = -jax.lax.stop_gradient(log_probs)

@@ -58,7 +58,9 @@ SUMMARY = "summary.json"
 POLICY_DIR = "policy"
 BEST_POLICY_DIR = "best_policy"  # the actor of the best evaluation so far
 # learner statistics of the latest update, logged with every curve point
-CURVE_LEARNER_KEYS = ("q_mean", "target_q_mean", "critic_loss", "actor_q", "entropy", "temperature")
+CURVE_LEARNER_KEYS = (
+    "q_mean", "target_q_mean", "critic_loss", "actor_q", "entropy", "temperature", "residual_abs"
+)  # fmt: skip
 # may differ between a run and its resumption (a longer budget, another checkpoint interval)
 RESUMABLE_CHANGES = frozenset({"total_env_steps", "checkpoint_every"})
 TRAIN_WINDOW = 100  # training episodes in the reported recent training success rate

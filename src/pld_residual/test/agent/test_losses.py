@@ -64,6 +64,15 @@ def test_actor_loss() -> None:
     close(losses.actor_loss(log_probs, q, 0.5), -2.5)
 
 
+def test_residual_penalty_by_hand() -> None:
+    residual = jnp.array([[0.5, -1.0], [0.0, 0.5]])
+    # mean of squares = (0.25 + 1 + 0 + 0.25) / 4 = 0.375
+    assert float(losses.residual_penalty(residual, 0.2)) == pytest.approx(0.2 * 0.375)
+    grad = jax.grad(lambda r: losses.residual_penalty(r, 0.2))(residual)
+    assert np.allclose(grad, 0.2 * 2 * np.asarray(residual) / 4)  # points away from 0: descent shrinks it
+    assert float(losses.residual_penalty(residual, 0.0)) == 0.0
+
+
 def test_temperature_loss_and_its_gradient() -> None:
     log_probs = jnp.array([-1.0, -3.0])  # entropy estimate 2.0
     log_alpha = jnp.log(2.0)
