@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--baseline-steps", type=int, default=d.baseline_steps, help="of baseline runs (default: %(default)s)"
     )
     add("--eval-every", type=int, default=d.eval_every, help="(default: %(default)s)")
+    add("--baseline-eval-every", type=int, default=d.baseline_eval_every, help="(default: %(default)s)")
     add("--eval-episodes", type=int, default=d.eval_episodes, help="(default: %(default)s)")
     add(
         "--compare-at",
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = CurveBenchConfig(
             task=args.task, methods=tuple(args.methods), seeds=tuple(args.seeds), pld_steps=args.pld_steps,
-            baseline_steps=args.baseline_steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            baseline_steps=args.baseline_steps, eval_every=args.eval_every,
+            baseline_eval_every=args.baseline_eval_every, eval_episodes=args.eval_episodes,
             compare_at=args.compare_at, target=args.target, jobs=max(1, args.jobs), base=args.base,
             learn=parse_overrides(args.config),
         )  # fmt: skip

@@ -42,6 +42,9 @@ class CurveBenchConfig:
     pld_steps: int = 50_000
     baseline_steps: int = 20_000  # the comparison point; baselines stop there to fit the CPU budget
     eval_every: int = 5_000
+    # baselines act alone from a zero-initialised actor, so at 0 steps they stand still (0 %) and most of
+    # their evaluation episodes run to the time limit: they are evaluated less often, from this interval on
+    baseline_eval_every: int = 10_000
     eval_episodes: int = 50
     compare_at: int = 20_000
     target: float = 0.95
@@ -52,6 +55,9 @@ class CurveBenchConfig:
     def steps(self, method: str) -> int:
         return self.pld_steps if method == "pld" else self.baseline_steps
 
+    def eval_interval(self, method: str) -> int:
+        return self.eval_every if method == "pld" else self.baseline_eval_every
+
 
 def run_dir(out: Path, method: str, seed: int) -> Path:
     return out / method / f"seed{seed}"
@@ -61,8 +67,10 @@ def learn_command(cfg: CurveBenchConfig, out: Path, method: str, seed: int) -> l
     """The `pld learn` command line of one run (what a user would type to redo it)."""
     cmd = [sys.executable, "-m", "pld_residual.cli", "learn", "--quiet", "--task", cfg.task]
     cmd += ["--method", method, "--seed", str(seed), "--steps", str(cfg.steps(method))]
-    cmd += ["--eval-every", str(cfg.eval_every), "--eval-episodes", str(cfg.eval_episodes)]
+    cmd += ["--eval-every", str(cfg.eval_interval(method)), "--eval-episodes", str(cfg.eval_episodes)]
     cmd += ["--out", str(run_dir(out, method, seed))]
+    if method != "pld":
+        cmd.append("--config=eval_at_start=false")
     if cfg.base is not None:
         cmd += ["--base", cfg.base]
     for key, value in cfg.learn.items():

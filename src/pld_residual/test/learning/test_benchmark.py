@@ -79,7 +79,10 @@ def test_learn_command_carries_the_budget_and_overrides(tmp_path: Path) -> None:
     assert pld[pld.index("--steps") + 1] == "500" and pld[pld.index("--seed") + 1] == "3"
     assert pld[pld.index("--out") + 1] == str(tmp_path / "pld" / "seed3")
     assert "--config=probing_alpha=0.2" in pld and "--config=agent.hidden=64" in pld
-    assert learn_command(cfg, tmp_path, "sac", 3)[pld.index("--steps") + 1] == "200"
+    assert "--config=eval_at_start=false" not in pld
+    sac = learn_command(cfg, tmp_path, "sac", 3)
+    assert sac[sac.index("--steps") + 1] == "200" and sac[sac.index("--eval-every") + 1] == "10000"
+    assert "--config=eval_at_start=false" in sac
 
 
 def test_finished_runs_are_reused_without_starting_anything(tmp_path: Path) -> None:
