@@ -57,6 +57,7 @@ from pld_residual.replay.learner_batch import to_learner_batch
 SUMMARY = "summary.json"
 POLICY_DIR = "policy"
 BEST_POLICY_DIR = "best_policy"  # the actor of the best evaluation so far
+EVAL_POLICIES_DIR = "eval_policies"  # <env_steps>/: the actor of every evaluation (~0.7 MB each)
 # learner statistics of the latest update, logged with every curve point
 CURVE_LEARNER_KEYS = (
     "q_mean", "target_q_mean", "critic_loss", "actor_q", "entropy", "temperature", "residual_abs"
@@ -460,10 +461,12 @@ class _OnlineLoop:
             point["rollin_horizon"] = self.curriculum.horizon
         if self.last_info:  # the learner's state at this point: where a collapse shows first
             point["learner"] = {k: round(float(self.last_info[k]), 5) for k in CURVE_LEARNER_KEYS}
+        evaluated = ResidualPolicy.from_learner(self.state)
+        evaluated.save(self.run_.out / EVAL_POLICIES_DIR / str(c.env_steps))  # to replay any point later
         if point["success_rate"] > max((p["success_rate"] for p in c.curve), default=-1.0):
             # the residual's evaluation is not monotone in training (it can collapse as xi grows), so the
             # best evaluated actor is kept beside the final one; act with the xi of its curve point
-            ResidualPolicy.from_learner(self.state).save(self.run_.out / BEST_POLICY_DIR)
+            evaluated.save(self.run_.out / BEST_POLICY_DIR)
             point["saved_as_best"] = True
         c.curve.append(point)
         while c.next_eval_at <= c.env_steps:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pld_residual.agent.policy import ResidualPolicy
-from pld_residual.learning.loop import CURVE_LEARNER_KEYS, learn
+from pld_residual.learning.loop import CURVE_LEARNER_KEYS, EVAL_POLICIES_DIR, learn
 from pld_residual.learning.run_state import find_checkpoint, load_run
 from pld_residual.replay import ReplayBuffer
 
@@ -61,6 +61,12 @@ def test_pld_learns_the_offset_the_base_gets_wrong(
         assert saved.params_to_bytes() == final.params_to_bytes()
     obs, base = np.zeros(saved.obs_dim, np.float32), np.zeros(7, np.float32)
     assert np.any(saved.act(obs, base, deterministic=True) != 0.0)  # not the zero residual of step 0
+    # every evaluation's actor is kept under its step: the best one among them, the 0-step one is zero
+    kept = ResidualPolicy.load(tmp_path / "run" / EVAL_POLICIES_DIR / str(best["env_steps"]))
+    assert kept.params_to_bytes() == saved.params_to_bytes()
+    first = ResidualPolicy.load(tmp_path / "run" / EVAL_POLICIES_DIR / "0")
+    assert np.all(first.act(obs, base, deterministic=True) == 0.0)
+    assert sorted(int(p.name) for p in (tmp_path / "run" / EVAL_POLICIES_DIR).iterdir()) == steps
 
 
 def test_probing_steps_never_reach_the_online_buffer(
