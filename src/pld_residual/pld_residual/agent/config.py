@@ -52,6 +52,9 @@ class ResidualSACConfig:
     # about to succeed lowest and the actor learns to avoid success. SERL also
     # backs up without entropy on sparse manipulation rewards. The actor keeps its entropy term.
     backup_entropy: bool = False
+    # the critic reads the base action next to the observation: Q(s, a_base, a). Without it the critic
+    # cannot tell a residual's effect from the base's own choice: most data actions are the base's
+    critic_sees_base: bool = False
     # weight of mean(tanh(mean)^2) in the actor loss (0 = plain SAC); see losses.residual_penalty
     residual_penalty: float = 0.0
 
@@ -132,7 +135,7 @@ class ResidualSACConfig:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
         if self.warmstart not in WARMSTARTS:
             raise ValueError(f"warmstart must be one of {list(WARMSTARTS)}, got {self.warmstart!r}")
-        for name in ("backup_entropy", "cql_importance_sample"):
+        for name in ("backup_entropy", "cql_importance_sample", "critic_sees_base"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 

@@ -139,7 +139,7 @@ def _create(config: ResidualSACConfig, obs_dim: int, seed: jax.Array, actor_para
     rng, _actor_key, critic_key, value_key = jax.random.split(jax.random.PRNGKey(seed), 4)
     obs = jnp.zeros((1, obs_dim), jnp.float32)
     act = jnp.zeros((1, config.action_dim), jnp.float32)
-    critic_params = parts.critic.init(critic_key, obs, act)
+    critic_params = parts.critic.init(critic_key, _critic_obs(config, obs, act), act)
     value = None
     if config.warmstart == "iql":
         value = _train_state(parts.value, parts.value.init(value_key, obs), parts.critic_tx)
@@ -176,6 +176,11 @@ def _xi(state: ResidualSACState, batch: Mapping[str, jax.Array]) -> jax.Array:
     return xi_schedule(state.step, state.config)
 
 
+def _critic_obs(cfg: ResidualSACConfig, obs: jax.Array, base_action: jax.Array) -> jax.Array:
+    """What the critic reads besides the action: the observation, and the base action when configured."""
+    return jnp.concatenate([obs, base_action], axis=-1) if cfg.critic_sees_base else obs
+
+
 def _combine(cfg: ResidualSACConfig, base: jax.Array, delta: jax.Array, xi: jax.Array) -> jax.Array:
     return combine(base, delta, xi, cfg.action_low, cfg.action_high)
 
@@ -189,7 +194,8 @@ def _next_state_target(
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_obs"], batch["next_base_action"])
     delta, log_probs = sample_residual(mean, log_std, key, num_samples=k)  # [K, B, A], [K, B]
     next_action = _combine(cfg, batch["next_base_action"][None], delta, xi)
-    next_obs = jnp.broadcast_to(batch["next_obs"][None], (k, *batch["next_obs"].shape))
+    critic_next = _critic_obs(cfg, batch["next_obs"], batch["next_base_action"])
+    next_obs = jnp.broadcast_to(critic_next[None], (k, *critic_next.shape))
     next_q = state.critic.apply_fn(state.target_critic_params, next_obs, next_action)  # [Q, K, B]
     return losses.critic_target(
         jnp.swapaxes(next_q, 0, 1),
@@ -213,9 +219,10 @@ def _critic_step(
     state: ResidualSACState, batch: Mapping[str, jax.Array], xi: jax.Array, key: jax.Array
 ) -> tuple[ResidualSACState, dict[str, jax.Array]]:
     target = _next_state_target(state, batch, xi, key)
+    critic_obs = _critic_obs(state.config, batch["obs"], batch["base_action"])
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        q = state.critic.apply_fn(params, batch["obs"], batch["action"])
+        q = state.critic.apply_fn(params, critic_obs, batch["action"])
         return losses.critic_loss(q, target), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)
@@ -233,7 +240,9 @@ def _actor_step(
         mean, log_std = state.actor.apply_fn(params, batch["obs"], batch["base_action"])
         delta, log_probs = sample_residual(mean, log_std, key)
         q = state.critic.apply_fn(
-            state.critic.params, batch["obs"], _combine(cfg, batch["base_action"], delta, xi)
+            state.critic.params,
+            _critic_obs(cfg, batch["obs"], batch["base_action"]),
+            _combine(cfg, batch["base_action"], delta, xi),
         )
         deterministic = jnp.tanh(mean)
         loss = losses.actor_loss(log_probs, q, alpha)
@@ -337,7 +346,8 @@ def _pretrain_step(
     random_delta = jax.random.uniform(random_key, (n, *shape), minval=-1.0, maxval=1.0)
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["obs"], batch["base_action"])
     policy_delta, policy_log_probs = sample_residual(mean, log_std, policy_key, num_samples=n)
-    obs_n = jnp.broadcast_to(batch["obs"][None], (n, *batch["obs"].shape))
+    critic_obs = _critic_obs(cfg, batch["obs"], batch["base_action"])
+    obs_n = jnp.broadcast_to(critic_obs[None], (n, *critic_obs.shape))
     random_action = _combine(cfg, batch["base_action"][None], random_delta, xi)
     policy_action = _combine(cfg, batch["base_action"][None], policy_delta, xi)
     # both samplers live in the residual space [-1, 1]^A, so their densities are comparable there
@@ -345,7 +355,7 @@ def _pretrain_step(
     policy_log_probs = policy_log_probs.T if cfg.cql_importance_sample else None  # [B, N]
 
     def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        q_data = state.critic.apply_fn(params, batch["obs"], batch["action"])  # [Q, B]
+        q_data = state.critic.apply_fn(params, critic_obs, batch["action"])  # [Q, B]
         q_random = jnp.moveaxis(state.critic.apply_fn(params, obs_n, random_action), 1, 2)  # [Q, B, N]
         q_policy = jnp.moveaxis(state.critic.apply_fn(params, obs_n, policy_action), 1, 2)
         td = losses.critic_loss(q_data, target)
@@ -383,9 +393,8 @@ def _iql_step(
     """IQL: V regresses an upper expectile of target Q on data actions; Q regresses r + gamma * V(s')."""
     cfg = state.config
     value = state.value
-    q_target = jnp.min(
-        state.critic.apply_fn(state.target_critic_params, batch["obs"], batch["action"]), axis=0
-    )
+    critic_obs = _critic_obs(cfg, batch["obs"], batch["base_action"])
+    q_target = jnp.min(state.critic.apply_fn(state.target_critic_params, critic_obs, batch["action"]), axis=0)
 
     def value_fn(params: Any) -> jax.Array:
         return losses.iql_expectile_loss(q_target - value.apply_fn(params, batch["obs"]), cfg.iql_expectile)
@@ -396,7 +405,7 @@ def _iql_step(
     target = jax.lax.stop_gradient(batch["reward"] + cfg.reward_bias + cfg.gamma * batch["discount"] * next_v)
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        q = state.critic.apply_fn(params, batch["obs"], batch["action"])
+        q = state.critic.apply_fn(params, critic_obs, batch["action"])
         return losses.critic_loss(q, target), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)

@@ -99,3 +99,25 @@ def test_other_warm_starts_run(warmstart: str, obs_dim: int, make_batch: Callabl
         assert "value_loss" in info and int(new_state.value.step) == 2
     with pytest.raises(ValueError, match="warmstart"):
         learner.pretrain_critic(learner.create(cfg.replace(warmstart="none"), obs_dim), make_batch(updates=1))
+
+
+def test_critic_sees_base_reads_the_base_action(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """With `critic_sees_base` the critic's input is obs + base action + action, and Q depends on the base."""
+    config = tiny_config.replace(critic_sees_base=True)
+    state = learner.create(config, obs_dim, seed=0)
+    first_kernel = state.critic.params["params"]["ensemble"]["MLP_0"]["Dense_0"]["kernel"]
+    assert first_kernel.shape[-2] == obs_dim + 2 * config.action_dim
+    state, info = learner.update(state, make_batch())
+    assert _finite(info)
+    obs = np.zeros((1, obs_dim), np.float32)
+    action = np.zeros((1, config.action_dim), np.float32)
+    q = [
+        state.critic.apply_fn(state.critic.params, learner._critic_obs(config, obs, action + shift), action)
+        for shift in (0.0, 0.5)
+    ]
+    assert not np.allclose(np.asarray(q[0]), np.asarray(q[1]))
+    plain = learner.create(tiny_config, obs_dim, seed=0)
+    plain_kernel = plain.critic.params["params"]["ensemble"]["MLP_0"]["Dense_0"]["kernel"]
+    assert plain_kernel.shape[-2] == obs_dim + config.action_dim
