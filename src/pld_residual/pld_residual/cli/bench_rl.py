@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--target", type=float, default=d.target, help="PLD's target success (default: %(default)s)")
     add("--jobs", type=int, default=d.jobs, help="runs side by side (default: %(default)s)")
     add("--base", default=None, help="base VLA checkpoint dir (default: runs/base_vla/flow)")
+    add("--config-file", default=None, metavar="YAML", help="pld learn --config-file, all methods")
     add("--config", action="append", default=[], metavar="KEY=VALUE", help="pld learn override, all methods")
     add("--aggregate-only", action="store_true", help="start no run; aggregate what is under --out")
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             baseline_steps=args.baseline_steps, eval_every=args.eval_every,
             baseline_eval_every=args.baseline_eval_every, eval_episodes=args.eval_episodes,
             compare_at=args.compare_at, target=args.target, jobs=max(1, args.jobs), base=args.base,
+            config_file=args.config_file,
             learn=parse_overrides(args.config),
         )  # fmt: skip
     except ValueError as exc:

@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--eval-episodes", type=int, default=None, help="episodes per evaluation (default: 20)")
     add("--budget", choices=sorted(BUDGETS), default="default", help="preset (smoke: < 2 min, checks only)")
     add(
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="LearnConfig fields (agent fields under `agent:`), e.g. "
+        "src/pld_residual/config/learn_pick_cube.yaml; applied after --budget, before --config",
+    )
+    add(
         "--config",
         action="append",
         default=[],
@@ -64,14 +72,34 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML (or JSON) mapping of LearnConfig fields; ValueError naming the file when it is not one."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read --config-file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config-file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("agent", {}), dict):
+        raise ValueError(f"--config-file {path} must hold a mapping of LearnConfig fields (agent: a mapping)")
+    return data
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
-    """Budget preset, then --config overrides, then the named options."""
+    """Budget preset, then the config file, then --config overrides, then the named options."""
     from pld_residual.learning.config import LearnConfig
 
     values: dict[str, Any] = json.loads(json.dumps(BUDGETS[args.budget]))
-    overrides = parse_overrides(args.config)
-    agent = {**values.pop("agent", {}), **overrides.pop("agent", {})}
-    values.update(overrides)
+    agent = values.pop("agent", {})
+    layers = [load_config_file(args.config_file)] if getattr(args, "config_file", None) else []
+    layers.append(parse_overrides(args.config))
+    for layer in layers:
+        agent = {**agent, **layer.pop("agent", {})}
+        values.update(layer)
     named = {
         "task": args.task,
         "method": args.method,

@@ -50,6 +50,9 @@ class CurveBenchConfig:
     target: float = 0.95
     jobs: int = 2
     base: str | None = None
+    config_file: str | None = (
+        None  # `pld learn --config-file` for every run (e.g. config/learn_pick_cube.yaml)
+    )
     learn: dict[str, Any] = field(default_factory=dict)
 
     def steps(self, method: str) -> int:
@@ -73,6 +76,8 @@ def learn_command(cfg: CurveBenchConfig, out: Path, method: str, seed: int) -> l
         cmd.append("--config=eval_at_start=false")
     if cfg.base is not None:
         cmd += ["--base", cfg.base]
+    if cfg.config_file is not None:
+        cmd += ["--config-file", str(Path(cfg.config_file).resolve())]
     for key, value in cfg.learn.items():
         if key == "agent":
             cmd += [f"--config=agent.{k}={json.dumps(v)}" for k, v in value.items()]

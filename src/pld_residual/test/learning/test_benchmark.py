@@ -73,12 +73,16 @@ def test_aggregate_compares_pld_with_every_baseline(tmp_path: Path) -> None:
 
 def test_learn_command_carries_the_budget_and_overrides(tmp_path: Path) -> None:
     learn = {"probing_alpha": 0.2, "agent": {"hidden": 64}}
-    cfg = CurveBenchConfig(seeds=(3,), pld_steps=500, baseline_steps=200, base="/b", learn=learn)
+    cfg = CurveBenchConfig(
+        seeds=(3,), pld_steps=500, baseline_steps=200, base="/b", learn=learn, config_file="c.yaml"
+    )
     pld = learn_command(cfg, tmp_path, "pld", 3)
     assert pld[:4] == [sys.executable, "-m", "pld_residual.cli", "learn"]
     assert pld[pld.index("--steps") + 1] == "500" and pld[pld.index("--seed") + 1] == "3"
     assert pld[pld.index("--out") + 1] == str(tmp_path / "pld" / "seed3")
     assert "--config=probing_alpha=0.2" in pld and "--config=agent.hidden=64" in pld
+    assert pld[pld.index("--config-file") + 1] == str(Path("c.yaml").resolve())
+    assert pld.index("--config-file") < pld.index("--config=probing_alpha=0.2")
     assert "--config=eval_at_start=false" not in pld
     sac = learn_command(cfg, tmp_path, "sac", 3)
     assert sac[sac.index("--steps") + 1] == "200" and sac[sac.index("--eval-every") + 1] == "10000"

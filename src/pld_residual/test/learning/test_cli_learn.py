@@ -48,6 +48,35 @@ def test_smoke_budget_and_overrides_merge() -> None:
         parse_overrides(["oops"])
 
 
+def test_config_file_sits_between_budget_and_overrides(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    path = tmp_path / "learn.yaml"
+    path.write_text("probing_alpha: 0.05\neval_episodes: 7\nagent:\n  xi_final: 0.1\n  batch_size: 64\n")
+    args = ["--budget", "smoke", "--config-file", str(path), "--config", "agent.batch_size=16"]
+    cfg = config_from_args(parser.parse_args(args))
+    assert cfg.probing_alpha == 0.05 and cfg.eval_episodes == 7  # the file over the budget
+    assert cfg.agent == {**BUDGETS["smoke"]["agent"], "xi_final": 0.1, "batch_size": 16}  # --config last
+    for text, match in (("- 1\n", "mapping"), ("agent: 3\n", "mapping"), ("a: [\n", "not valid YAML")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            config_from_args(parser.parse_args(["--config-file", str(path)]))
+    with pytest.raises(ValueError, match="cannot read"):
+        config_from_args(parser.parse_args(["--config-file", str(tmp_path / "missing.yaml")]))
+
+
+def test_the_shipped_pick_cube_file_is_a_valid_config() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    shipped = Path(__file__).resolve().parents[2] / "config" / "learn_pick_cube.yaml"
+    cfg = config_from_args(parser.parse_args(["--config-file", str(shipped)]))
+    assert cfg.task == "pick_cube" and cfg.agent_config().xi_final <= 0.5
+
+
 def test_missing_base_checkpoint_says_to_run_pretrain(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit, match="pld pretrain"):
         main(["learn", "--base", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")])
