@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or (workspace_root() or Path.cwd()) / "runs" / "bench_rl" / cfg.task
     if not args.aggregate_only:
+        from pld_residual.cli.learn import interrupt_on_sigterm
+
+        interrupt_on_sigterm()  # a SIGTERM to the benchmark stops (and checkpoints) its runs too
         records = run_all(cfg, out, progress=not args.json)
         failed = [r for r in records if r["status"].startswith("failed")]
         for record in failed:

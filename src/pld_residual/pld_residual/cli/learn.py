@@ -115,6 +115,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return LearnConfig.from_dict(values)
 
 
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (kill, systemd, a benchmark stopping its runs) and SIGINT both raise KeyboardInterrupt, so
+    the run checkpoints before it exits. SIGINT is reset too: a process started in the background
+    (`nohup ... &`) inherits it ignored, and Ctrl-C forwarded to it would otherwise do nothing."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(args: argparse.Namespace) -> int:
     from pld_residual.learning.loop import default_out_dir, learn, load_base_backend
 
@@ -127,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise SystemExit(f"pld learn: {exc}") from exc
     out = (args.out or default_out_dir(cfg)).resolve()
+    interrupt_on_sigterm()
     print(
         f"pld learn: {cfg.method} on {cfg.task}, {cfg.total_env_steps} env steps "
         f"({args.budget} budget) -> {out}"

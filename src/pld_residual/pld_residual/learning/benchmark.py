@@ -137,7 +137,7 @@ def run_all(cfg: CurveBenchConfig, out: Path, progress: bool = True) -> list[dic
                     )
     except KeyboardInterrupt:
         for _, _, proc, _ in running:
-            proc.send_signal(2)  # each run checkpoints on SIGINT; re-running the benchmark resumes it
+            proc.terminate()  # SIGTERM: each run checkpoints; re-running the benchmark resumes it
         for _, _, proc, _ in running:
             proc.wait()
         raise

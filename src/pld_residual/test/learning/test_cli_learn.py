@@ -77,6 +77,25 @@ def test_the_shipped_pick_cube_file_is_a_valid_config() -> None:
     assert cfg.task == "pick_cube" and cfg.agent_config().xi_final <= 0.5
 
 
+def test_sigterm_and_an_inherited_ignored_sigint_both_interrupt() -> None:
+    import os
+    import signal
+
+    from pld_residual.cli.learn import interrupt_on_sigterm
+
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a process started with `nohup ... &`
+        interrupt_on_sigterm()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signum)
+                signal.sigtimedwait([], 0.5)  # let the handler run here, inside the `raises` block
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGINT, saved[1])
+
+
 def test_missing_base_checkpoint_says_to_run_pretrain(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit, match="pld pretrain"):
         main(["learn", "--base", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")])
