@@ -98,7 +98,8 @@ def _short(result: dict) -> dict:
     return {
         "comparison": result["comparison"],
         "curves": {
-            m: [(row["env_steps"], row["mean"]) for row in r["points"]] for m, r in result["methods"].items()
+            m: {str(row["env_steps"]): row["mean"] for row in r["points"]}
+            for m, r in result["methods"].items()
         },
         "missing_runs": result["missing_runs"],
     }

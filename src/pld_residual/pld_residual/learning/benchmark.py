@@ -246,8 +246,8 @@ def plot(path: Path, result: dict[str, Any], cfg: CurveBenchConfig) -> None:
         low = [row["ci95"][0] for row in rows]
         high = [row["ci95"][1] for row in rows]
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
-    ax.axhline(cfg.target, color="grey", lw=0.8, ls="--")
-    ax.axvline(cfg.compare_at, color="grey", lw=0.8, ls=":")
+    ax.axhline(cfg.target, color="grey", lw=0.8, ls="--", label=f"target {cfg.target:.0%}")
+    ax.axvline(cfg.compare_at, color="grey", lw=0.8, ls=":", label=f"comparison at {cfg.compare_at} steps")
     ax.set_xlabel("online env steps")
     ax.set_ylabel("success rate (deterministic eval)")
     ax.set_ylim(-0.02, 1.02)
