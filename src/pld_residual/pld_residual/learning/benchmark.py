@@ -86,11 +86,13 @@ def learn_command(cfg: CurveBenchConfig, out: Path, method: str, seed: int) -> l
     return cmd
 
 
+def _summary(directory: Path) -> dict[str, Any]:
+    path = directory / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def is_complete(directory: Path) -> bool:
-    summary = directory / "summary.json"
-    if not summary.is_file():
-        return False
-    return bool(json.loads(summary.read_text()).get("complete"))
+    return bool(_summary(directory).get("complete"))
 
 
 def run_all(cfg: CurveBenchConfig, out: Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -149,14 +151,15 @@ def _load_curve(directory: Path) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text())["points"] if path.is_file() else None
 
 
-def _run_wall_time(directory: Path) -> float | None:
-    summary = directory / "summary.json"
-    return json.loads(summary.read_text()).get("wall_time_s") if summary.is_file() else None
+def aggregate_method(curves: dict[int, list[dict[str, Any]]], interval: int) -> dict[str, Any]:
+    """Mean over seeds and pooled Wilson interval at every evaluation step all seeds reached.
 
-
-def aggregate_method(curves: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Mean over seeds and pooled Wilson interval at every evaluation step all seeds reached."""
-    by_seed = {seed: {p["env_steps"]: p for p in points} for seed, points in curves.items()}
+    A run evaluates at the first episode end at or past each multiple of `interval`, so seeds evaluate a
+    few steps apart (5031, 5169, ...); points are matched on that multiple, which is the step reported.
+    """
+    by_seed = {
+        seed: {p["env_steps"] // interval * interval: p for p in points} for seed, points in curves.items()
+    }
     common = sorted(set.intersection(*(set(points) for points in by_seed.values()))) if by_seed else []
     rows = []
     for step in common:
@@ -185,7 +188,7 @@ def aggregate(cfg: CurveBenchConfig, out: Path) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     missing = []
     for method in cfg.methods:
-        curves, walls = {}, {}
+        curves, summaries = {}, {}
         for seed in cfg.seeds:
             directory = run_dir(out, method, seed)
             points = _load_curve(directory)
@@ -193,9 +196,10 @@ def aggregate(cfg: CurveBenchConfig, out: Path) -> dict[str, Any]:
                 missing.append(f"{method}/seed{seed}")
                 continue
             curves[seed] = points
-            walls[seed] = _run_wall_time(directory)
-        result = aggregate_method(curves)
-        result["complete_seeds"] = [s for s in curves if is_complete(run_dir(out, method, s))]
+            summaries[seed] = _summary(directory)
+        result = aggregate_method(curves, cfg.eval_interval(method))
+        result["complete_seeds"] = [s for s in curves if summaries[s].get("complete")]
+        walls = {seed: summary.get("wall_time_s") for seed, summary in summaries.items()}
         result["wall_time_s"] = walls
         methods[method] = result
     pld = methods.get("pld")

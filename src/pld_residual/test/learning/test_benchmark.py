@@ -35,7 +35,7 @@ def _write_run(out: Path, method: str, seed: int, rates: list[float], complete: 
 
 
 def test_mean_over_seeds_and_pooled_interval_by_hand() -> None:
-    result = aggregate_method({0: _points([0.2, 0.6]), 1: _points([0.4, 1.0, 1.0])})
+    result = aggregate_method({0: _points([0.2, 0.6]), 1: _points([0.4, 1.0, 1.0])}, 10_000)
     rows = result["points"]
     assert [row["env_steps"] for row in rows] == [0, 10_000]  # only the steps both seeds reached
     assert rows[0]["mean"] == pytest.approx(0.3) and rows[1]["mean"] == pytest.approx(0.8)
@@ -44,8 +44,17 @@ def test_mean_over_seeds_and_pooled_interval_by_hand() -> None:
     assert rows[1]["ci95"] == pytest.approx([0.584, 0.919], abs=1e-3)
 
 
+def test_seeds_evaluating_a_few_steps_apart_are_matched_on_the_interval() -> None:
+    late = _points([0.0, 0.5, 1.0])
+    for point, offset in zip(late, (0, 169, 31), strict=True):
+        point["env_steps"] += offset  # evaluations happen at the first episode end past each multiple
+    result = aggregate_method({0: _points([0.0, 0.7, 0.8]), 1: late}, 10_000)
+    assert [row["env_steps"] for row in result["points"]] == [0, 10_000, 20_000]
+    assert result["points"][1]["per_seed"] == [0.7, 0.5]
+
+
 def test_value_at_takes_the_last_evaluation_not_after_the_step() -> None:
-    result = aggregate_method({0: _points([0.1, 0.5, 0.9])})
+    result = aggregate_method({0: _points([0.1, 0.5, 0.9])}, 10_000)
     assert value_at(result, 15_000) == pytest.approx(0.5)
     assert value_at(result, 20_000) == pytest.approx(0.9)
     assert value_at({"points": []}, 5) is None
