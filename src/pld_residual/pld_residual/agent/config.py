@@ -57,6 +57,10 @@ class ResidualSACConfig:
     critic_sees_base: bool = False
     # weight of mean(tanh(mean)^2) in the actor loss (0 = plain SAC); see losses.residual_penalty
     residual_penalty: float = 0.0
+    # action dimensions the residual may change (None: all, as the paper). pld_sim's order is x, y, z,
+    # roll, pitch, yaw, gripper: (0, 1) corrects the hand's position over the table only. Every other
+    # dimension executes the base action unchanged and does not count in the policy's entropy
+    residual_axes: tuple[int, ...] | None = None
 
     # update schedule
     critic_actor_ratio: int = 2  # critic every gradient step, actor + temperature every 2nd
@@ -81,6 +85,8 @@ class ResidualSACConfig:
     iql_expectile: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.residual_axes is not None:  # YAML and JSON give lists; jit needs a hashable config
+            object.__setattr__(self, "residual_axes", _axes(self.residual_axes, self.action_dim))
         positive_ints = (
             "action_dim",
             "hidden",
@@ -140,9 +146,14 @@ class ResidualSACConfig:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
     @property
+    def residual_dims(self) -> int:
+        """How many action dimensions the residual changes."""
+        return self.action_dim if self.residual_axes is None else len(self.residual_axes)
+
+    @property
     def resolved_target_entropy(self) -> float:
-        """The target entropy actually used (None in the config means -action_dim / 2)."""
-        return -self.action_dim / 2 if self.target_entropy is None else float(self.target_entropy)
+        """The target entropy actually used (None in the config means -residual_dims / 2)."""
+        return -self.residual_dims / 2 if self.target_entropy is None else float(self.target_entropy)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResidualSACConfig:
@@ -167,6 +178,19 @@ def check_obs_dim(obs_dim: Any) -> int:
     if isinstance(obs_dim, bool) or not hasattr(obs_dim, "__index__") or obs_dim.__index__() < 1:
         raise ValueError(f"obs_dim must be a positive integer, got {obs_dim!r}")
     return obs_dim.__index__()
+
+
+def _axes(axes: Any, action_dim: Any) -> tuple[int, ...]:
+    """`residual_axes` as a sorted tuple of distinct indices below `action_dim`; ValueError otherwise."""
+    try:
+        items = list(axes)
+    except TypeError:
+        raise ValueError(f"residual_axes must be a list of action indices, got {axes!r}") from None
+    if not items or any(isinstance(i, bool) or not isinstance(i, int) for i in items):
+        raise ValueError(f"residual_axes must be a non-empty list of integers, got {axes!r}")
+    if len(set(items)) != len(items) or not all(0 <= i < int(action_dim) for i in items):
+        raise ValueError(f"residual_axes must be distinct indices in [0, {action_dim}), got {axes!r}")
+    return tuple(sorted(items))
 
 
 def _is_real(value: Any) -> bool:

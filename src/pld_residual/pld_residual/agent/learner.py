@@ -33,6 +33,8 @@ from pld_residual.agent.combine import combine, xi_schedule
 from pld_residual.agent.config import ResidualSACConfig, check_obs_dim
 from pld_residual.agent.networks import (
     Temperature,
+    axes_mask,
+    deterministic_residual,
     make_actor,
     make_critic,
     make_value,
@@ -192,7 +194,7 @@ def _next_state_target(
     cfg = state.config
     k = cfg.otf_samples
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_obs"], batch["next_base_action"])
-    delta, log_probs = sample_residual(mean, log_std, key, num_samples=k)  # [K, B, A], [K, B]
+    delta, log_probs = sample_residual(mean, log_std, key, k, axes_mask(cfg))  # [K, B, A], [K, B]
     next_action = _combine(cfg, batch["next_base_action"][None], delta, xi)
     critic_next = _critic_obs(cfg, batch["next_obs"], batch["next_base_action"])
     next_obs = jnp.broadcast_to(critic_next[None], (k, *critic_next.shape))
@@ -238,13 +240,13 @@ def _actor_step(
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         mean, log_std = state.actor.apply_fn(params, batch["obs"], batch["base_action"])
-        delta, log_probs = sample_residual(mean, log_std, key)
+        delta, log_probs = sample_residual(mean, log_std, key, mask=axes_mask(cfg))
         q = state.critic.apply_fn(
             state.critic.params,
             _critic_obs(cfg, batch["obs"], batch["base_action"]),
             _combine(cfg, batch["base_action"], delta, xi),
         )
-        deterministic = jnp.tanh(mean)
+        deterministic = deterministic_residual(mean, axes_mask(cfg))
         loss = losses.actor_loss(log_probs, q, alpha)
         loss = loss + losses.residual_penalty(deterministic, cfg.residual_penalty)
         return loss, (log_probs, q, jnp.mean(jnp.abs(deterministic)))
@@ -343,15 +345,17 @@ def _pretrain_step(
 
     target = _next_state_target(state, batch, xi, td_key)
     n, shape = cfg.cql_num_samples, batch["base_action"].shape
+    mask = axes_mask(cfg)
     random_delta = jax.random.uniform(random_key, (n, *shape), minval=-1.0, maxval=1.0)
+    random_delta = random_delta if mask is None else random_delta * mask
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["obs"], batch["base_action"])
-    policy_delta, policy_log_probs = sample_residual(mean, log_std, policy_key, num_samples=n)
+    policy_delta, policy_log_probs = sample_residual(mean, log_std, policy_key, n, mask)
     critic_obs = _critic_obs(cfg, batch["obs"], batch["base_action"])
     obs_n = jnp.broadcast_to(critic_obs[None], (n, *critic_obs.shape))
     random_action = _combine(cfg, batch["base_action"][None], random_delta, xi)
     policy_action = _combine(cfg, batch["base_action"][None], policy_delta, xi)
     # both samplers live in the residual space [-1, 1]^A, so their densities are comparable there
-    random_log_density = -cfg.action_dim * math.log(2.0) if cfg.cql_importance_sample else None
+    random_log_density = -cfg.residual_dims * math.log(2.0) if cfg.cql_importance_sample else None
     policy_log_probs = policy_log_probs.T if cfg.cql_importance_sample else None  # [B, N]
 
     def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:

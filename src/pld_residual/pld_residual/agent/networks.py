@@ -138,17 +138,30 @@ def make_value(cfg: ResidualSACConfig) -> ValueNetwork:
     return ValueNetwork(hidden_dims=(cfg.hidden,) * cfg.critic_layers, activation=cfg.activation)
 
 
-def deterministic_residual(mean: jax.Array) -> jax.Array:
-    """The residual used at evaluation time: the squashed mean."""
-    return jnp.tanh(mean)
+def axes_mask(cfg: ResidualSACConfig) -> jax.Array | None:
+    """1 on the action dimensions the residual may change, 0 elsewhere; None when it changes all."""
+    if cfg.residual_axes is None:
+        return None
+    return jnp.zeros(cfg.action_dim, jnp.float32).at[jnp.asarray(cfg.residual_axes)].set(1.0)
+
+
+def deterministic_residual(mean: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """The residual used at evaluation time: the squashed mean (0 on dimensions outside `mask`)."""
+    return jnp.tanh(mean) if mask is None else jnp.tanh(mean) * mask
 
 
 def sample_residual(
-    mean: jax.Array, log_std: jax.Array, key: jax.Array, num_samples: int | None = None
+    mean: jax.Array,
+    log_std: jax.Array,
+    key: jax.Array,
+    num_samples: int | None = None,
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Reparameterised tanh-Gaussian sample and its log-probability (with the tanh Jacobian).
 
     With `num_samples` the result gets a leading sample axis: actions [K, *batch, A], log-probs [K, *batch].
+    With `mask` ([A] of 0/1, `axes_mask`) the masked-out dimensions are 0 and leave the log-probability:
+    the policy is a distribution over the dimensions it may change only.
     """
     shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
     noise = jax.random.normal(key, shape, mean.dtype)
@@ -157,4 +170,7 @@ def sample_residual(
     gaussian = -0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)
     # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|
     jacobian = 2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
-    return jnp.tanh(pre_tanh), jnp.sum(gaussian - jacobian, axis=-1)
+    per_dim = gaussian - jacobian
+    if mask is None:
+        return jnp.tanh(pre_tanh), jnp.sum(per_dim, axis=-1)
+    return jnp.tanh(pre_tanh) * mask, jnp.sum(per_dim * mask, axis=-1)

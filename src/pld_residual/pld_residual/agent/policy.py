@@ -22,7 +22,7 @@ import numpy as np
 
 from pld_residual.agent.config import ResidualSACConfig, check_obs_dim
 from pld_residual.agent.io import atomic_write, check_tree
-from pld_residual.agent.networks import deterministic_residual, make_actor, sample_residual
+from pld_residual.agent.networks import axes_mask, deterministic_residual, make_actor, sample_residual
 
 PARAMS_FORMAT = "flax-msgpack"
 CONFIG_FILE = "config.json"
@@ -39,11 +39,12 @@ class _ActFunctions(NamedTuple):
 def _act_functions(config: ResidualSACConfig) -> _ActFunctions:
     """Jitted act functions per config: every policy of a config (reloads, swaps) shares one compilation."""
     actor = make_actor(config)
+    mask = axes_mask(config)
 
     @jax.jit
     def deterministic(params: Any, obs: jax.Array, base: jax.Array) -> jax.Array:
         mean, _ = actor.apply(params, obs, base)
-        return deterministic_residual(mean)
+        return deterministic_residual(mean, mask)
 
     @jax.jit
     def stochastic(
@@ -51,7 +52,7 @@ def _act_functions(config: ResidualSACConfig) -> _ActFunctions:
     ) -> tuple[jax.Array, jax.Array]:
         key, sample_key = jax.random.split(key)
         mean, log_std = actor.apply(params, obs, base)
-        delta, _ = sample_residual(mean, log_std, sample_key)
+        delta, _ = sample_residual(mean, log_std, sample_key, mask=mask)
         return delta, key
 
     return _ActFunctions(deterministic, stochastic)

@@ -59,6 +59,21 @@ def test_dict_round_trip_through_json() -> None:
     assert hash(again) == hash(cfg)  # static argument of jit: must stay hashable
 
 
+def test_residual_axes_are_sorted_hashable_and_set_the_target_entropy() -> None:
+    cfg = ResidualSACConfig.from_dict({"residual_axes": [5, 0, 1]})  # a list, as YAML gives it
+    assert cfg.residual_axes == (0, 1, 5) and cfg.residual_dims == 3
+    assert cfg.resolved_target_entropy == -1.5  # -residual_dims / 2: masked axes carry no entropy
+    assert ResidualSACConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert hash(cfg) == hash(ResidualSACConfig(residual_axes=(0, 1, 5)))
+    assert ResidualSACConfig().residual_dims == 7
+
+
+@pytest.mark.parametrize("axes", [[], [7], [-1], [0, 0], [0.5], [True], 3])
+def test_invalid_residual_axes_are_named(axes: object) -> None:
+    with pytest.raises(ValueError, match="residual_axes"):
+        ResidualSACConfig(residual_axes=axes)
+
+
 def test_check_obs_dim() -> None:
     assert check_obs_dim(5) == 5
     for bad in (0, -1, 2.0, "3", True):

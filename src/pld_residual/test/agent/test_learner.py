@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from pld_residual.agent import learner
+from pld_residual.agent.combine import combine
 from pld_residual.agent.config import ResidualSACConfig
+from pld_residual.agent.policy import ResidualPolicy
 
 
 def _finite(info: dict) -> bool:
@@ -121,3 +123,22 @@ def test_critic_sees_base_reads_the_base_action(
     plain = learner.create(tiny_config, obs_dim, seed=0)
     plain_kernel = plain.critic.params["params"]["ensemble"]["MLP_0"]["Dense_0"]["kernel"]
     assert plain_kernel.shape[-2] == obs_dim + config.action_dim
+
+
+def test_residual_axes_leave_the_other_axes_to_the_base(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """A residual limited to axes (0, 1) learns there and nowhere else: the other axes execute the base."""
+    config = tiny_config.replace(residual_axes=(0, 1))
+    state = learner.create(config, obs_dim, seed=0)
+    state, info = learner.update(state, make_batch())
+    assert _finite(info)
+    policy = ResidualPolicy.from_learner(state)
+    obs = np.random.default_rng(1).standard_normal((8, obs_dim)).astype(np.float32)
+    base = np.full((8, config.action_dim), 0.2, np.float32)
+    for deterministic in (True, False):
+        delta = policy.act(obs, base, deterministic=deterministic, seed=0)
+        assert np.all(delta[:, 2:] == 0.0)
+        assert np.any(delta[:, :2] != 0.0)  # the kept axes did move off zero
+        executed = combine(base, delta, 0.5)
+        np.testing.assert_array_equal(executed[:, 2:], base[:, 2:])

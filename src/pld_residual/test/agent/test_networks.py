@@ -9,7 +9,7 @@ import numpy as np
 from pld_residual.agent import learner
 from pld_residual.agent.combine import combine
 from pld_residual.agent.config import ResidualSACConfig
-from pld_residual.agent.networks import make_critic, sample_residual
+from pld_residual.agent.networks import axes_mask, deterministic_residual, make_critic, sample_residual
 from pld_residual.agent.policy import ResidualPolicy
 
 
@@ -55,3 +55,29 @@ def test_sample_residual_is_in_range_with_tanh_log_prob() -> None:
     u = np.arctanh(np.asarray(delta[0, 0], np.float64))
     expected = np.sum(-0.5 * u**2 - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2))
     assert abs(float(log_prob[0, 0]) - expected) < 1e-3
+
+
+def test_masked_sample_is_zero_off_the_axes_and_its_log_prob_sums_the_kept_ones() -> None:
+    mean = jnp.asarray([[0.3, -0.2, 0.5]])
+    log_std = jnp.asarray([[-0.5, 0.1, 0.2]])
+    mask = axes_mask(ResidualSACConfig(action_dim=3, residual_axes=(0, 2)))
+    delta, log_prob = sample_residual(mean, log_std, jax.random.PRNGKey(3), mask=mask)
+    assert float(delta[0, 1]) == 0.0 and float(delta[0, 0]) != 0.0 and float(delta[0, 2]) != 0.0
+    full, full_log_prob = sample_residual(mean, log_std, jax.random.PRNGKey(3))  # same noise
+    np.testing.assert_allclose(np.asarray(delta[0, [0, 2]]), np.asarray(full[0, [0, 2]]), rtol=1e-6)
+    # by hand: the tanh-Gaussian log-density of dimensions 0 and 2 only
+    expected = 0.0
+    for dim in (0, 2):
+        x = float(full[0, dim])
+        u = np.arctanh(x)
+        sigma = np.exp(float(log_std[0, dim]))
+        z = (u - float(mean[0, dim])) / sigma
+        expected += -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - np.log(1 - x**2)
+    assert abs(float(log_prob[0]) - expected) < 1e-3
+    assert abs(float(full_log_prob[0]) - expected) > 0.1  # the full log-prob includes dimension 1
+    np.testing.assert_allclose(
+        np.asarray(deterministic_residual(mean, mask)),
+        np.tanh(np.asarray(mean)) * np.array([1, 0, 1]),
+        rtol=1e-6,
+    )
+    assert axes_mask(ResidualSACConfig()) is None
