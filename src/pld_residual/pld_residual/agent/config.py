@@ -14,6 +14,7 @@ from typing import Any
 
 WARMSTARTS = ("none", "calql", "cql", "iql")
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
+CRITIC_ACTIONS = ("combined", "residual")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class ResidualSACConfig:
     # the critic reads the base action next to the observation: Q(s, a_base, a). Without it the critic
     # cannot tell a residual's effect from the base's own choice: most data actions are the base's
     critic_sees_base: bool = False
+    # how the critic reads the executed action a = clip(a_base + xi * a_delta). "combined" (the paper): a
+    # itself. "residual": (a - a_base) / xi next to the base action, the same information rescaled. At xi
+    # 0.1 the residual moves a by ~0.04 while a_base moves by ~1 between states: read as a, the residual's
+    # effect is lost in the first layer and the actor follows the critic's random slopes.
+    critic_action: str = "combined"
     # weight of mean(tanh(mean)^2) in the actor loss (0 = plain SAC); see losses.residual_penalty
     residual_penalty: float = 0.0
     # action dimensions the residual may change (None: all, as the paper). pld_sim's order is x, y, z,
@@ -139,6 +145,10 @@ class ResidualSACConfig:
             raise ValueError(f"target_entropy must be a number or None, got {self.target_entropy!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+        if self.critic_action not in CRITIC_ACTIONS:
+            raise ValueError(
+                f"critic_action must be one of {list(CRITIC_ACTIONS)}, got {self.critic_action!r}"
+            )
         if self.warmstart not in WARMSTARTS:
             raise ValueError(f"warmstart must be one of {list(WARMSTARTS)}, got {self.warmstart!r}")
         for name in ("backup_entropy", "cql_importance_sample", "critic_sees_base"):

@@ -178,9 +178,24 @@ def _xi(state: ResidualSACState, batch: Mapping[str, jax.Array]) -> jax.Array:
     return xi_schedule(state.step, state.config)
 
 
+_MIN_XI = 1e-3  # floor for the division in `_critic_action` (xi may start at 0)
+
+
 def _critic_obs(cfg: ResidualSACConfig, obs: jax.Array, base_action: jax.Array) -> jax.Array:
     """What the critic reads besides the action: the observation, and the base action when configured."""
-    return jnp.concatenate([obs, base_action], axis=-1) if cfg.critic_sees_base else obs
+    sees_base = cfg.critic_sees_base or cfg.critic_action == "residual"
+    return jnp.concatenate([obs, base_action], axis=-1) if sees_base else obs
+
+
+def _critic_action(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, xi: Any) -> jax.Array:
+    """The executed action as the critic reads it (`config.critic_action`).
+
+    "residual": (a - a_base) / xi, the residual the current xi needs to execute a (data of any source,
+    base-only steps give 0); methods without base guidance have a_base = 0 and xi = 1, so it is a.
+    """
+    if cfg.critic_action == "combined":
+        return action
+    return (action - base) / jnp.maximum(xi, _MIN_XI)
 
 
 def _combine(cfg: ResidualSACConfig, base: jax.Array, delta: jax.Array, xi: jax.Array) -> jax.Array:
@@ -198,6 +213,7 @@ def _next_state_target(
     next_action = _combine(cfg, batch["next_base_action"][None], delta, xi)
     critic_next = _critic_obs(cfg, batch["next_obs"], batch["next_base_action"])
     next_obs = jnp.broadcast_to(critic_next[None], (k, *critic_next.shape))
+    next_action = _critic_action(cfg, batch["next_base_action"][None], next_action, xi)
     next_q = state.critic.apply_fn(state.target_critic_params, next_obs, next_action)  # [Q, K, B]
     return losses.critic_target(
         jnp.swapaxes(next_q, 0, 1),
@@ -222,9 +238,10 @@ def _critic_step(
 ) -> tuple[ResidualSACState, dict[str, jax.Array]]:
     target = _next_state_target(state, batch, xi, key)
     critic_obs = _critic_obs(state.config, batch["obs"], batch["base_action"])
+    action = _critic_action(state.config, batch["base_action"], batch["action"], xi)
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        q = state.critic.apply_fn(params, critic_obs, batch["action"])
+        q = state.critic.apply_fn(params, critic_obs, action)
         return losses.critic_loss(q, target), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)
@@ -244,7 +261,7 @@ def _actor_step(
         q = state.critic.apply_fn(
             state.critic.params,
             _critic_obs(cfg, batch["obs"], batch["base_action"]),
-            _combine(cfg, batch["base_action"], delta, xi),
+            _critic_action(cfg, batch["base_action"], _combine(cfg, batch["base_action"], delta, xi), xi),
         )
         deterministic = deterministic_residual(mean, axes_mask(cfg))
         loss = losses.actor_loss(log_probs, q, alpha)
@@ -341,7 +358,7 @@ def _pretrain_step(
     state = state.replace(rng=rng)
     xi = _xi(state, batch)
     if cfg.warmstart == "iql":
-        return _iql_step(state, batch)
+        return _iql_step(state, batch, xi)
 
     target = _next_state_target(state, batch, xi, td_key)
     n, shape = cfg.cql_num_samples, batch["base_action"].shape
@@ -352,14 +369,16 @@ def _pretrain_step(
     policy_delta, policy_log_probs = sample_residual(mean, log_std, policy_key, n, mask)
     critic_obs = _critic_obs(cfg, batch["obs"], batch["base_action"])
     obs_n = jnp.broadcast_to(critic_obs[None], (n, *critic_obs.shape))
-    random_action = _combine(cfg, batch["base_action"][None], random_delta, xi)
-    policy_action = _combine(cfg, batch["base_action"][None], policy_delta, xi)
+    base_n = batch["base_action"][None]
+    random_action = _critic_action(cfg, base_n, _combine(cfg, base_n, random_delta, xi), xi)
+    policy_action = _critic_action(cfg, base_n, _combine(cfg, base_n, policy_delta, xi), xi)
+    data_action = _critic_action(cfg, batch["base_action"], batch["action"], xi)
     # both samplers live in the residual space [-1, 1]^A, so their densities are comparable there
     random_log_density = -cfg.residual_dims * math.log(2.0) if cfg.cql_importance_sample else None
     policy_log_probs = policy_log_probs.T if cfg.cql_importance_sample else None  # [B, N]
 
     def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        q_data = state.critic.apply_fn(params, critic_obs, batch["action"])  # [Q, B]
+        q_data = state.critic.apply_fn(params, critic_obs, data_action)  # [Q, B]
         q_random = jnp.moveaxis(state.critic.apply_fn(params, obs_n, random_action), 1, 2)  # [Q, B, N]
         q_policy = jnp.moveaxis(state.critic.apply_fn(params, obs_n, policy_action), 1, 2)
         td = losses.critic_loss(q_data, target)
@@ -392,13 +411,14 @@ def _pretrain_step(
 
 
 def _iql_step(
-    state: ResidualSACState, batch: Mapping[str, jax.Array]
+    state: ResidualSACState, batch: Mapping[str, jax.Array], xi: jax.Array
 ) -> tuple[ResidualSACState, dict[str, jax.Array]]:
     """IQL: V regresses an upper expectile of target Q on data actions; Q regresses r + gamma * V(s')."""
     cfg = state.config
     value = state.value
     critic_obs = _critic_obs(cfg, batch["obs"], batch["base_action"])
-    q_target = jnp.min(state.critic.apply_fn(state.target_critic_params, critic_obs, batch["action"]), axis=0)
+    action = _critic_action(cfg, batch["base_action"], batch["action"], xi)
+    q_target = jnp.min(state.critic.apply_fn(state.target_critic_params, critic_obs, action), axis=0)
 
     def value_fn(params: Any) -> jax.Array:
         return losses.iql_expectile_loss(q_target - value.apply_fn(params, batch["obs"]), cfg.iql_expectile)
@@ -409,7 +429,7 @@ def _iql_step(
     target = jax.lax.stop_gradient(batch["reward"] + cfg.reward_bias + cfg.gamma * batch["discount"] * next_v)
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        q = state.critic.apply_fn(params, critic_obs, batch["action"])
+        q = state.critic.apply_fn(params, critic_obs, action)
         return losses.critic_loss(q, target), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)

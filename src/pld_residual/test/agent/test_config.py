@@ -40,6 +40,7 @@ def test_defaults_are_the_papers() -> None:
         ("backup_entropy", 1),
         ("grad_clip", float("nan")),
         ("action_high", -2.0),
+        ("critic_action", "delta"),
     ],
 )
 def test_invalid_values_name_the_field(field: str, value: object) -> None:

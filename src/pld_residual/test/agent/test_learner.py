@@ -142,3 +142,29 @@ def test_residual_axes_leave_the_other_axes_to_the_base(
         assert np.any(delta[:, :2] != 0.0)  # the kept axes did move off zero
         executed = combine(base, delta, 0.5)
         np.testing.assert_array_equal(executed[:, 2:], base[:, 2:])
+
+
+def test_residual_critic_action_reads_the_rescaled_residual(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """critic_action="residual": Q reads (obs, a_base) and (a - a_base) / xi; base-only steps read 0."""
+    config = tiny_config.replace(critic_action="residual")
+    base = np.array([[0.2, -0.4, 0.0, 0.0, 0.0, 0.0, 1.0]], np.float32)
+    action = np.array([[0.25, -0.45, 0.0, 0.01, 0.0, 0.0, 1.0]], np.float32)
+    by_hand = np.array([[0.5, -0.5, 0.0, 0.1, 0.0, 0.0, 0.0]], np.float32)  # differences / 0.1
+    np.testing.assert_allclose(
+        np.asarray(learner._critic_action(config, base, action, 0.1)), by_hand, atol=1e-6
+    )
+    assert not np.any(np.asarray(learner._critic_action(config, base, base, 0.1)))
+    np.testing.assert_array_equal(np.asarray(learner._critic_action(tiny_config, base, action, 0.1)), action)
+    # unguided methods (zero base, xi 1) read the action itself
+    np.testing.assert_allclose(np.asarray(learner._critic_action(config, 0 * base, action, 1.0)), action)
+    state = learner.create(config, obs_dim, seed=0)
+    kernel = state.critic.params["params"]["ensemble"]["MLP_0"]["Dense_0"]["kernel"]
+    assert kernel.shape[-2] == obs_dim + 2 * config.action_dim
+    state, info = learner.update(state, make_batch())
+    assert _finite(info) and int(state.step) == config.updates_per_call
+    _pretrained, info = learner.pretrain_critic(
+        learner.create(config, obs_dim), make_batch(updates=2, mc=True)
+    )
+    assert _finite(info)
