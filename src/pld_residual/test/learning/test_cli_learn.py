@@ -74,7 +74,9 @@ def test_the_shipped_pick_cube_file_is_a_valid_config() -> None:
     add_arguments(parser)
     shipped = Path(__file__).resolve().parents[2] / "config" / "learn_pick_cube.yaml"
     cfg = config_from_args(parser.parse_args(["--config-file", str(shipped)]))
-    assert cfg.task == "pick_cube" and cfg.agent_config().xi_final <= 0.5
+    agent = cfg.agent_config()
+    assert cfg.task == "pick_cube" and agent.xi_final <= 0.5
+    assert agent.residual_axes == (0, 1, 5) and hash(agent)  # YAML list -> hashable tuple for jit
 
 
 def test_sigterm_and_an_inherited_ignored_sigint_both_interrupt() -> None:
