@@ -49,9 +49,12 @@ class MethodSpec:
     def agent_config(self, config: ResidualSACConfig) -> ResidualSACConfig:
         """The agent config this method runs with: unchanged (so all methods share one compiled `update`;
         unguided methods get xi = 1 through the batch, see `action_space.update_xis`), except that a
-        method with a warm start needs a warm-start loss: `none` becomes Cal-QL."""
+        method with a warm start needs a warm-start loss (`none` becomes Cal-QL), and a method without
+        base guidance outputs the whole action, so a residual limited to some axes does not apply to it."""
         if self.warmstart and config.warmstart == "none":
-            return config.replace(warmstart="calql")
+            config = config.replace(warmstart="calql")
+        if not self.guided and config.residual_axes is not None:
+            config = config.replace(residual_axes=None)
         return config
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,19 @@ def test_registry_holds_pld_and_the_paper_baselines() -> None:
         METHODS.lookup("ppo")
 
 
+def test_method_agent_configs() -> None:
+    """Warm-start methods get a warm-start loss; unguided ones act on every axis (they own the action)."""
+    from pld_residual.agent.config import ResidualSACConfig
+
+    config = ResidualSACConfig(warmstart="none", residual_axes=(0, 1, 5))
+    assert METHODS["pld"].agent_config(config) == config.replace(warmstart="calql")
+    assert METHODS["wsrl"].agent_config(config) == config.replace(warmstart="calql", residual_axes=None)
+    for name in ("rlpd", "jsrl", "sac"):
+        assert METHODS[name].agent_config(config) == config.replace(residual_axes=None)
+    plain = ResidualSACConfig()
+    assert all(METHODS[name].agent_config(plain) == plain for name in ("pld", "rlpd", "jsrl", "sac"))
+
+
 @pytest.mark.parametrize("name", ["pld", "rlpd", "wsrl", "jsrl", "sac"])
 def test_each_method_runs_a_few_steps(
     tmp_path: Path, name: str, toy_env_factory, toy_base, make_toy_config
