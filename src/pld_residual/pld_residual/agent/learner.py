@@ -210,10 +210,10 @@ def _next_state_target(
     k = cfg.otf_samples
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_obs"], batch["next_base_action"])
     delta, log_probs = sample_residual(mean, log_std, key, k, axes_mask(cfg))  # [K, B, A], [K, B]
-    next_action = _combine(cfg, batch["next_base_action"][None], delta, xi)
+    next_base = batch["next_base_action"][None]
+    next_action = _critic_action(cfg, next_base, _combine(cfg, next_base, delta, xi), xi)
     critic_next = _critic_obs(cfg, batch["next_obs"], batch["next_base_action"])
     next_obs = jnp.broadcast_to(critic_next[None], (k, *critic_next.shape))
-    next_action = _critic_action(cfg, batch["next_base_action"][None], next_action, xi)
     next_q = state.critic.apply_fn(state.target_critic_params, next_obs, next_action)  # [Q, K, B]
     return losses.critic_target(
         jnp.swapaxes(next_q, 0, 1),
