@@ -37,6 +37,10 @@ class ResidualSACConfig:
 
     # optimisation
     gamma: float = 0.99
+    # rewards summed per TD target before bootstrapping (1: the paper's one-step backup). The replay buffer
+    # builds the n-step targets (replay/buffer.py); sparse success rewards arrive 40-80 steps after the
+    # approach that decides them, and n steps carry them back n times faster per update
+    n_step: int = 1
     tau: float = 0.005
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -105,6 +109,7 @@ class ResidualSACConfig:
             "batch_size",
             "otf_samples",
             "cql_num_samples",
+            "n_step",
         )
         for name in positive_ints:
             value = getattr(self, name)

@@ -4,9 +4,9 @@ One call of `update` runs `U` gradient steps with `jax.lax.scan` over a batch wh
 `[U, batch_size, ...]` axis, so the Python loop dispatches once per U steps (the ikostrikov/rlpd pattern).
 
 Batch keys (float32): `obs` [U,B,D], `base_action` [U,B,A], `action` [U,B,A] (the executed, combined
-action), `reward` [U,B], `discount` [U,B] (0 at true terminals only), `next_obs` [U,B,D],
-`next_base_action` [U,B,A]; optional `mc_return` [U,B] (needed by the Cal-QL warm start) and `xi` [U] or
-[U,B].
+action), `reward` [U,B], `discount` [U,B] (0 at true terminals only; gamma^(k-1) for a k-step transition
+of an n-step buffer), `next_obs` [U,B,D], `next_base_action` [U,B,A]; optional `mc_return` [U,B] (needed
+by the Cal-QL warm start) and `xi` [U] or [U,B].
 
 Residual scale xi: by default each gradient step uses `xi_schedule(state.step, config)`, i.e. the schedule
 runs over gradient steps; a loop that schedules by environment steps (or wants a fixed xi) passes `xi` in

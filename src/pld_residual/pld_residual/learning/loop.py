@@ -258,7 +258,10 @@ def learn(
         )
         state = learner.create(agent_cfg, int(probe.vector.size), seed=cfg.seed)
         buffer_args = dict(
-            action_dim=agent_cfg.action_dim, gamma=agent_cfg.gamma, reward_bias=agent_cfg.reward_bias
+            action_dim=agent_cfg.action_dim,
+            gamma=agent_cfg.gamma,
+            reward_bias=agent_cfg.reward_bias,
+            n_step=agent_cfg.n_step,
         )
         online = ReplayBuffer(spec, cfg.buffer_capacity, **buffer_args)
         offline = ReplayBuffer(spec, max(2, cfg.offline_episodes * (time_limit + 1)), **buffer_args)
@@ -283,7 +286,12 @@ def learn(
     if method.offline_fraction > 0 and fraction == 0:
         run.notes.append("no offline base successes: batches come from the online buffer only")
     empty = ReplayBuffer(
-        spec, 2, action_dim=online.action_dim, gamma=online.gamma, reward_bias=online.reward_bias
+        spec,
+        2,
+        action_dim=online.action_dim,
+        gamma=online.gamma,
+        reward_bias=online.reward_bias,
+        n_step=online.n_step,
     )
     sampler = HybridSampler(offline if fraction > 0 else empty, online, fraction)
     curriculum = RollInCurriculum.from_dict(counters.curriculum) if counters.curriculum is not None else None

@@ -16,6 +16,11 @@ batch never holds a placeholder. Writing a slot invalidates the old transition s
 transition whose next observation was there, so after wrap-around no sampled transition can pair an
 observation with another episode's or an overwritten next observation.
 
+N-step returns. With `n_step` > 1 a sampled transition sums the rewards of up to n steps of its own episode
+and bootstraps from the observation after them (fewer steps when the episode ends first). The slots of an
+episode are consecutive and its final-observation slot is never valid, so "the next slot is valid" is
+exactly "the episode goes on": no extra per-slot field is needed.
+
 The buffer is not thread-safe: a node that adds and samples from different threads must hold a lock.
 """
 
@@ -72,6 +77,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         reward_bias: float = 0.0,
         extras: ObsSpec | None = None,
+        n_step: int = 1,
     ) -> None:
         if not isinstance(spec, ObsSpec):
             raise TypeError(f"spec must be an ObsSpec, got {type(spec).__name__}")
@@ -83,6 +89,8 @@ class ReplayBuffer:
             raise ValueError(f"action_dim must be a positive integer, got {action_dim}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if isinstance(n_step, bool) or int(n_step) != n_step or n_step < 1:
+            raise ValueError(f"n_step must be a positive integer, got {n_step!r}")
         if not np.isfinite(reward_bias):
             raise ValueError(f"reward_bias must be finite, got {reward_bias}")
         if extras is not None:
@@ -95,6 +103,7 @@ class ReplayBuffer:
         self.action_dim = int(action_dim)
         self.gamma = float(gamma)
         self.reward_bias = float(reward_bias)
+        self.n_step = int(n_step)
 
         def allocate(fields: ObsSpec) -> dict[str, np.ndarray]:
             return {name: np.zeros((self.capacity, *f.shape), f.dtype) for name, f in fields}
@@ -297,8 +306,9 @@ class ReplayBuffer:
 
         Returns `obs` and `next_obs` as dicts `{field: [B, *shape]}` in the declared dtypes (images stay
         uint8; normalising is the learner's job), `action` float32 [B, A], `reward` float32 [B] (raw: the
-        learner adds `reward_bias`), `discount` float32 [B] (0.0 after a terminal, else 1.0; a mask, not
-        multiplied by gamma), `mc_return` float32 [B] (bias included), and each declared extra [B, *shape].
+        learner adds `reward_bias`), `discount` float32 [B] (0.0 after a terminal, else 1.0: a mask, not
+        multiplied by gamma; `_n_step_targets` says what both hold when n_step > 1), `mc_return` float32
+        [B] (bias included), and each declared extra [B, *shape].
         `to_learner_batch` flattens this into the learner's layout.
         """
         return self._gather(self._sample_slots(batch_size, rng))
@@ -326,18 +336,40 @@ class ReplayBuffer:
         return candidates[rng.integers(0, len(candidates), count)]
 
     def _gather(self, slots: np.ndarray) -> Batch:
-        next_slots = (slots + 1) % self.capacity
+        reward, discount, next_slots = self._n_step_targets(slots)
         batch: Batch = {
             "obs": {name: array[slots] for name, array in self._obs.items()},
             "next_obs": {name: array[next_slots] for name, array in self._obs.items()},
             "action": self._tr["action"][slots],
-            "reward": self._tr["reward"][slots],
-            "discount": (~self._tr["terminated"][slots]).astype(np.float32),
+            "reward": reward,
+            "discount": discount,
             "mc_return": self._tr["mc_return"][slots],
         }
         for name, array in self._extras.items():
             batch[name] = array[slots]
         return batch
+
+    def _n_step_targets(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reward, discount, next slot) of transitions summing k = min(n_step, steps to episode end) steps.
+
+        The learner's target is `reward + reward_bias + gamma * discount * V(next_obs)`, so for k steps:
+        `reward = r_0 + sum_{j=1}^{k-1} gamma^j (r_j + reward_bias)` (the learner adds step 0's bias) and
+        `discount = gamma^(k-1)` (0 if step k-1 terminated). With n_step 1 these are the raw reward and the
+        terminal mask.
+        """
+        terminated = self._tr["terminated"]
+        rewards = self._tr["reward"]
+        reward = rewards[slots].astype(np.float64)
+        steps = np.ones(slots.shape, np.int64)
+        going_on = np.ones(slots.shape, bool)
+        for j in range(1, self.n_step):
+            slot_j = (slots + j) % self.capacity
+            going_on &= self._valid[slot_j]
+            reward += going_on * self.gamma**j * (rewards[slot_j] + self.reward_bias)
+            steps += going_on
+        last = (slots + steps - 1) % self.capacity
+        discount = np.where(terminated[last], 0.0, self.gamma ** (steps - 1))
+        return reward.astype(np.float32), discount.astype(np.float32), (slots + steps) % self.capacity
 
     # ------------------------------------------------------------------ persistence
 
@@ -358,6 +390,7 @@ class ReplayBuffer:
             "action_dim": self.action_dim,
             "gamma": self.gamma,
             "reward_bias": self.reward_bias,
+            "n_step": self.n_step,
             "cursor": cursor,
             "size": size,
             "num_valid": self._num_valid,
@@ -393,6 +426,7 @@ class ReplayBuffer:
                 gamma=meta["gamma"],
                 reward_bias=meta["reward_bias"],
                 extras=extras,
+                n_step=meta.get("n_step", 1),  # buffers saved before n-step returns existed
             )
             size = int(meta["size"])
             for prefix, store in (("obs", buffer._obs), ("tr", buffer._tr), ("extra", buffer._extras)):

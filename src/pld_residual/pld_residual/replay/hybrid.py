@@ -48,7 +48,7 @@ class HybridSampler:
     def __init__(self, offline: ReplayBuffer, online: ReplayBuffer, offline_fraction: float = 0.5) -> None:
         if not 0.0 <= offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
-        for attribute in ("spec", "extras_spec", "action_dim", "gamma", "reward_bias"):
+        for attribute in ("spec", "extras_spec", "action_dim", "gamma", "reward_bias", "n_step"):
             if getattr(offline, attribute) != getattr(online, attribute):
                 raise ValueError(
                     f"offline and online buffers differ in {attribute}: "

@@ -147,13 +147,47 @@ def test_add_episode_matches_step_by_step(tiny_spec, make_obs) -> None:
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_n_step_sums_rewards_inside_the_episode_hand_computed(tiny_spec, make_obs) -> None:
+    # gamma 0.5, bias 0.25, n 3: reward = r_0 + sum_{j=1}^{k-1} 0.5^j (r_j + 0.25), discount = 0.5^(k-1)
+    buffer = tiny_buffer(tiny_spec, gamma=0.5, reward_bias=0.25, n_step=3)
+    add_episode(buffer, make_obs, 0, 4, terminated=True, rewards=[1.0, 0.0, 2.0, 4.0])
+    add_episode(buffer, make_obs, 1, 2, terminated=False, rewards=[1.0, 1.0])  # time limit
+    seen = all_transitions(buffer)
+    expected = {  # (episode, step): (reward, discount, next step)
+        (0, 0): (1 + 0.5 * 0.25 + 0.25 * 2.25, 0.25, 3),
+        (0, 1): (0 + 0.5 * 2.25 + 0.25 * 4.25, 0.0, 4),  # its third step terminates
+        (0, 2): (2 + 0.5 * 4.25, 0.0, 4),
+        (0, 3): (4.0, 0.0, 4),
+        (1, 0): (1 + 0.5 * 1.25, 0.5, 2),  # truncated after two steps: bootstrap with gamma^2
+        (1, 1): (1.0, 1.0, 2),
+    }
+    assert sorted(seen) == sorted(expected)
+    for (episode, step), (reward, discount, next_step) in expected.items():
+        row = seen[(episode, step)]
+        assert float(row["reward"]) == pytest.approx(reward), (episode, step)
+        assert float(row["discount"]) == discount, (episode, step)
+        np.testing.assert_array_equal(row["next_obs"]["tag"][:2], [episode, next_step])
+        np.testing.assert_array_equal(row["obs"]["tag"][:2], [episode, step])  # the rest stays one-step
+
+
+def _n_step_expectation(rewards: list[float], terminated: bool, step: int, n: int, gamma: float):
+    """Ground truth for one transition: (reward, discount, next step) straight from the definition."""
+    k = min(n, len(rewards) - step)
+    reward = sum(gamma**j * rewards[step + j] for j in range(k))
+    ends_terminal = terminated and step + k == len(rewards)
+    return reward, 0.0 if ends_terminal else gamma ** (k - 1), step + k
+
+
 # ---------------------------------------------------------------------- wrap-around
 
 
-def test_wrap_around_never_pairs_with_another_episode_or_an_overwritten_slot(tiny_spec, make_obs) -> None:
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_wrap_around_never_pairs_with_another_episode_or_an_overwritten_slot(
+    tiny_spec, make_obs, n_step
+) -> None:
     """Tiny ring, many episodes: every sampled pair is checked against a ground-truth model of the slots."""
     capacity, gamma = 11, 0.9
-    buffer = tiny_buffer(tiny_spec, capacity, gamma=gamma)
+    buffer = tiny_buffer(tiny_spec, capacity, gamma=gamma, n_step=n_step)
     rng = np.random.default_rng(7)
     owner: list[tuple[int, int] | None] = [
         None
@@ -203,13 +237,16 @@ def test_wrap_around_never_pairs_with_another_episode_or_an_overwritten_slot(tin
             ep, step = (int(v) for v in batch["obs"]["tag"][i, :2])
             assert (ep, step) in live, f"sampled a dead transition {(ep, step)} after episode {episode}"
             sampled.add((ep, step))
-            np.testing.assert_array_equal(batch["next_obs"]["tag"][i, :2], [ep, step + 1])
-            np.testing.assert_array_equal(batch["action"][i], [ep, step])
             info = episodes[ep]
+            reward, discount, next_step = _n_step_expectation(
+                info["rewards"], info["terminated"], step, n_step, gamma
+            )
+            np.testing.assert_array_equal(batch["next_obs"]["tag"][i, :2], [ep, next_step])
+            np.testing.assert_array_equal(batch["action"][i], [ep, step])
             expected_return = monte_carlo_returns(np.array(info["rewards"]), gamma)[step]
             assert batch["mc_return"][i] == pytest.approx(expected_return, rel=1e-6)
-            is_terminal = info["terminated"] and step == len(info["rewards"]) - 1
-            assert batch["discount"][i] == (0.0 if is_terminal else 1.0)
+            assert batch["reward"][i] == pytest.approx(reward, rel=1e-6)
+            assert batch["discount"][i] == pytest.approx(discount, rel=1e-6)
         assert sampled == live  # uniform sampling over a handful of live transitions reaches them all
 
 
@@ -289,6 +326,9 @@ def test_bad_construction_arguments(tiny_spec) -> None:
         ReplayBuffer(tiny_spec, 1)
     with pytest.raises(ValueError, match="gamma"):
         ReplayBuffer(tiny_spec, 8, gamma=1.5)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="n_step"):
+            ReplayBuffer(tiny_spec, 8, n_step=bad)
     with pytest.raises(TypeError, match="ObsSpec"):
         ReplayBuffer({"tag": ((3,), "float32")}, 8)  # type: ignore[arg-type]
 
@@ -297,7 +337,7 @@ def test_bad_construction_arguments(tiny_spec) -> None:
 
 
 def test_save_load_round_trip_gives_identical_samples(tiny_spec, make_obs, tmp_path: Path) -> None:
-    buffer = tiny_buffer(tiny_spec, capacity=13, gamma=0.8, reward_bias=-0.5)
+    buffer = tiny_buffer(tiny_spec, capacity=13, gamma=0.8, reward_bias=-0.5, n_step=2)
     for episode in range(9):  # wraps the 13-slot ring several times
         add_episode(buffer, make_obs, episode, 1 + episode % 4, terminated=episode % 2 == 0, rewards=None)
     buffer.start_episode(make_obs(99, 0))  # an open episode is not saved
@@ -308,7 +348,7 @@ def test_save_load_round_trip_gives_identical_samples(tiny_spec, make_obs, tmp_p
     restored = ReplayBuffer.load(path)
     assert len(restored) == len(buffer) and restored.num_episodes == buffer.num_episodes
     assert not restored.episode_open
-    assert (restored.gamma, restored.reward_bias, restored.capacity) == (0.8, -0.5, 13)
+    assert (restored.gamma, restored.reward_bias, restored.capacity, restored.n_step) == (0.8, -0.5, 13, 2)
 
     a = buffer.sample_many(4, 32, np.random.default_rng(123))
     b = restored.sample_many(4, 32, np.random.default_rng(123))

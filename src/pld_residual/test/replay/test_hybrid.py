@@ -111,5 +111,7 @@ def test_buffers_must_agree(tiny_spec, make_obs) -> None:
     offline = filled(tiny_spec, make_obs, OFFLINE)
     with pytest.raises(ValueError, match="differ in gamma"):
         HybridSampler(offline, filled(tiny_spec, make_obs, ONLINE, gamma=0.5))
+    with pytest.raises(ValueError, match="differ in n_step"):
+        HybridSampler(offline, filled(tiny_spec, make_obs, ONLINE, n_step=3))
     with pytest.raises(ValueError, match="differ in action_dim"):
         HybridSampler(offline, ReplayBuffer(tiny_spec, 8, action_dim=3))
