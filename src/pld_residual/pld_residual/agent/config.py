@@ -32,6 +32,9 @@ class ResidualSACConfig:
     critic_layers: int = 3
     activation: str = "tanh"
     num_qs: int = 2
+    # Q heads whose min forms the TD target, a fresh random subset per gradient step (None: all of them,
+    # clipped double-Q at num_qs 2). REDQ/RLPD: num_qs 10, target_qs 2, a less noisy critic per update
+    target_qs: int | None = None
     log_std_min: float = -20.0
     log_std_max: float = 2.0
 
@@ -146,6 +149,14 @@ class ResidualSACConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if not _is_real(self.iql_expectile) or not 0 < self.iql_expectile < 1:
             raise ValueError(f"iql_expectile must be in (0, 1), got {self.iql_expectile!r}")
+        if self.target_qs is not None and (
+            isinstance(self.target_qs, bool)
+            or not isinstance(self.target_qs, int)
+            or not 1 <= self.target_qs <= self.num_qs
+        ):
+            raise ValueError(
+                f"target_qs must be None or in 1..num_qs ({self.num_qs}), got {self.target_qs!r}"
+            )
         if self.target_entropy is not None and not _is_real(self.target_entropy):
             raise ValueError(f"target_entropy must be a number or None, got {self.target_entropy!r}")
         if self.activation not in ACTIVATIONS:

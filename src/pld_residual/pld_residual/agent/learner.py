@@ -205,16 +205,23 @@ def _combine(cfg: ResidualSACConfig, base: jax.Array, delta: jax.Array, xi: jax.
 def _next_state_target(
     state: ResidualSACState, batch: Mapping[str, jax.Array], xi: jax.Array, key: jax.Array
 ) -> jax.Array:
-    """TD target with K residual samples at s' (base action at s' held fixed) and the target critic."""
+    """TD target with K residual samples at s' (base action at s' held fixed) and the target critic.
+
+    With `target_qs`, the min runs over a random subset of the Q heads (REDQ's in-target minimisation).
+    """
     cfg = state.config
     k = cfg.otf_samples
+    sample_key, subset_key = jax.random.split(key)
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_obs"], batch["next_base_action"])
-    delta, log_probs = sample_residual(mean, log_std, key, k, axes_mask(cfg))  # [K, B, A], [K, B]
+    delta, log_probs = sample_residual(mean, log_std, sample_key, k, axes_mask(cfg))  # [K, B, A], [K, B]
     next_base = batch["next_base_action"][None]
     next_action = _critic_action(cfg, next_base, _combine(cfg, next_base, delta, xi), xi)
     critic_next = _critic_obs(cfg, batch["next_obs"], batch["next_base_action"])
     next_obs = jnp.broadcast_to(critic_next[None], (k, *critic_next.shape))
     next_q = state.critic.apply_fn(state.target_critic_params, next_obs, next_action)  # [Q, K, B]
+    if cfg.target_qs is not None and cfg.target_qs < cfg.num_qs:
+        heads = jax.random.choice(subset_key, cfg.num_qs, (cfg.target_qs,), replace=False)
+        next_q = next_q[heads]
     return losses.critic_target(
         jnp.swapaxes(next_q, 0, 1),
         log_probs,

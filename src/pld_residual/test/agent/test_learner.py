@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -168,3 +169,30 @@ def test_residual_critic_action_reads_the_rescaled_residual(
         learner.create(config, obs_dim), make_batch(updates=2, mc=True)
     )
     assert _finite(info)
+
+
+def test_target_qs_takes_the_min_over_a_random_subset_of_heads(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """REDQ: the target is the min over `target_qs` random heads; all heads reproduce the full min."""
+    config = tiny_config.replace(num_qs=5, target_qs=2)
+    state = learner.create(config, obs_dim, seed=0)
+    batch = {k: jnp.asarray(v[0]) for k, v in make_batch(seed=3).items()}
+    batch["discount"] = jnp.ones_like(batch["discount"])  # bootstrap, so the heads matter
+    xi = jnp.float32(0.1)
+
+    def target_with(target_qs, seed):
+        variant = state.replace(config=config.replace(target_qs=target_qs))
+        return np.asarray(learner._next_state_target(variant, batch, xi, jax.random.PRNGKey(seed)))
+
+    np.testing.assert_allclose(target_with(5, 0), target_with(None, 0), rtol=1e-6)
+    raised = False
+    for seed in range(8):  # the same key draws the same next residuals, so only the heads differ
+        subset, full_min = target_with(2, seed), target_with(None, seed)
+        assert np.all(subset >= full_min - 1e-6)  # a min over fewer heads
+        raised |= bool(np.any(subset > full_min + 1e-6))
+    assert raised
+    state, info = learner.update(state, make_batch())
+    assert _finite(info)
+    with pytest.raises(ValueError, match="target_qs"):
+        tiny_config.replace(num_qs=2, target_qs=3)
