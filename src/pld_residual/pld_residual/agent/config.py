@@ -70,6 +70,9 @@ class ResidualSACConfig:
     critic_action: str = "combined"
     # weight of mean(tanh(mean)^2) in the actor loss (0 = plain SAC); see losses.residual_penalty
     residual_penalty: float = 0.0
+    # weight of self-imitation in the actor loss (0 = off; losses.self_imitation): copy the residuals of
+    # transitions whose Monte-Carlo return beat Q. Needs `mc_return` in the batch (the replay buffer has it)
+    self_imitation: float = 0.0
     # action dimensions the residual may change (None: all, as the paper). pld_sim's order is x, y, z,
     # roll, pitch, yaw, gripper: (0, 1) corrects the hand's position over the table only. Every other
     # dimension executes the base action unchanged and does not count in the policy's entropy
@@ -126,7 +129,7 @@ class ResidualSACConfig:
             value = getattr(self, name)
             if not _is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "cql_alpha", "residual_penalty"):
+        for name in ("weight_decay", "cql_alpha", "residual_penalty", "self_imitation"):
             value = getattr(self, name)
             if not _is_real(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")

@@ -198,6 +198,16 @@ def _critic_action(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, x
     return (action - base) / jnp.maximum(xi, _MIN_XI)
 
 
+def _data_residual(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, xi: jax.Array) -> jax.Array:
+    """The residual that produced a stored action, (a - a_base) / xi in [-1, 1], 0 off the residual axes.
+
+    Exact while xi is the one the data were collected with (fixed xi); under a schedule it is approximate.
+    """
+    delta = jnp.clip((action - base) / jnp.maximum(xi, _MIN_XI), -1.0, 1.0)
+    mask = axes_mask(cfg)
+    return delta if mask is None else delta * mask
+
+
 def _combine(cfg: ResidualSACConfig, base: jax.Array, delta: jax.Array, xi: jax.Array) -> jax.Array:
     return combine(base, delta, xi, cfg.action_low, cfg.action_high)
 
@@ -273,6 +283,14 @@ def _actor_step(
         deterministic = deterministic_residual(mean, axes_mask(cfg))
         loss = losses.actor_loss(log_probs, q, alpha)
         loss = loss + losses.residual_penalty(deterministic, cfg.residual_penalty)
+        if cfg.self_imitation > 0:
+            loss = loss + losses.self_imitation(
+                deterministic,
+                _data_residual(cfg, batch["base_action"], batch["action"], xi),
+                batch["mc_return"],
+                jnp.mean(q, axis=0),
+                cfg.self_imitation,
+            )
         return loss, (log_probs, q, jnp.mean(jnp.abs(deterministic)))
 
     (a_loss, (log_probs, q, residual_abs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -347,7 +365,9 @@ def update(
     Actor metrics (`actor_loss`, `entropy`, `temperature`, ...) are those of the latest actor step, which
     may lie in an earlier call when U < critic_actor_ratio.
     """
-    _check_batch(batch, state, REQUIRED_KEYS)
+    _check_batch(
+        batch, state, (*REQUIRED_KEYS, "mc_return") if state.config.self_imitation > 0 else REQUIRED_KEYS
+    )
     state, infos = jax.lax.scan(_train_step, state, _as_float32(batch))
     actor_updates = jnp.sum(infos.pop("actor_updated"))
     info = {key: jnp.mean(value) for key, value in infos.items()}

@@ -66,6 +66,25 @@ def residual_penalty(deterministic_residual: jax.Array, weight: float) -> jax.Ar
     return weight * jnp.mean(deterministic_residual**2)
 
 
+def self_imitation(
+    deterministic_residual: jax.Array,
+    data_residual: jax.Array,
+    returns: jax.Array,
+    values: jax.Array,
+    weight: float,
+) -> jax.Array:
+    """weight * mean(max(G - V(s), 0) * |tanh(mean) - data residual|^2): self-imitation (Oh et al. 2018).
+
+    Imitate the residuals of transitions whose Monte-Carlo return beat the current value estimate: on a
+    sparse reward these are the episodes that exploration turned into successes. Their return, not the
+    critic, carries the signal, so this helps where the critic's action gradient is weak. Shapes: [B, A],
+    [B, A], [B], [B]; residuals on masked axes must be 0 in both.
+    """
+    advantage = jax.lax.stop_gradient(jnp.maximum(returns - values, 0.0))
+    error = jnp.sum((deterministic_residual - jax.lax.stop_gradient(data_residual)) ** 2, axis=-1)
+    return weight * jnp.mean(advantage * error)
+
+
 def temperature_loss(log_alpha: jax.Array, log_probs: jax.Array, target_entropy: float) -> jax.Array:
     """alpha * (entropy - target): alpha grows when the policy's entropy drops below the target."""
     entropy = -jax.lax.stop_gradient(log_probs)

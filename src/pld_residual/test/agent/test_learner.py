@@ -196,3 +196,34 @@ def test_target_qs_takes_the_min_over_a_random_subset_of_heads(
     assert _finite(info)
     with pytest.raises(ValueError, match="target_qs"):
         tiny_config.replace(num_qs=2, target_qs=3)
+
+
+def test_self_imitation_copies_residuals_of_transitions_that_beat_q(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """Data residual 0.8 on x with return 1 (above Q ~ 0): the actor moves there with SIL, not without."""
+    config = tiny_config.replace(residual_axes=(0, 1), actor_lr=3e-3)  # fewer steps to get there
+
+    def batch(seed: int) -> dict[str, np.ndarray]:
+        out = make_batch(seed=seed, mc=True)
+        out["action"] = out["base_action"] + 0.1 * np.array([0.8, 0, 0, 0, 0, 0, 0], np.float32)
+        out["mc_return"] = np.ones_like(out["reward"])
+        out["reward"] = np.zeros_like(out["reward"])  # Q stays ~0: only self-imitation has a signal
+        out["xi"] = np.full(out["reward"].shape[:1], 0.1, np.float32)
+        return out
+
+    obs = np.random.default_rng(5).standard_normal((64, obs_dim)).astype(np.float32)
+    base = np.zeros((64, config.action_dim), np.float32)
+    mean_x = {}
+    for weight in (0.0, 1.0):
+        state = learner.create(config.replace(self_imitation=weight), obs_dim, seed=0)
+        for seed in range(8):
+            state, info = learner.update(state, batch(seed))
+        assert _finite(info)
+        delta = ResidualPolicy.from_learner(state).act(obs, base, deterministic=True)
+        assert np.all(delta[:, 2:] == 0.0)  # masked axes are neither imitated nor moved
+        mean_x[weight] = float(np.mean(delta[:, 0]))
+    assert mean_x[1.0] > 0.4 and abs(mean_x[0.0]) < 0.2, mean_x
+    no_returns = {k: v for k, v in batch(0).items() if k != "mc_return"}
+    with pytest.raises(ValueError, match="mc_return"):
+        learner.update(learner.create(config.replace(self_imitation=1.0), obs_dim), no_returns)

@@ -73,6 +73,20 @@ def test_residual_penalty_by_hand() -> None:
     assert float(losses.residual_penalty(residual, 0.0)) == 0.0
 
 
+def test_self_imitation_by_hand() -> None:
+    policy = jnp.array([[0.0, 0.0], [0.5, 0.0], [1.0, 1.0]])
+    data = jnp.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    returns = jnp.array([0.9, 0.3, 0.0])
+    values = jnp.array([0.5, 0.5, 0.5])
+    # advantages 0.4, 0 (return below V), 0 (failure); errors 1, 0.25, 2 -> mean(0.4 * 1, 0, 0) = 0.4 / 3
+    assert float(losses.self_imitation(policy, data, returns, values, 2.0)) == pytest.approx(2.0 * 0.4 / 3)
+    grad = np.asarray(jax.grad(lambda p: losses.self_imitation(p, data, returns, values, 2.0))(policy))
+    np.testing.assert_allclose(grad[0], [2.0 * 0.4 * 2 * -1.0 / 3, 0.0], rtol=1e-6)  # towards the data
+    assert not grad[1:].any()  # below-value and failed transitions are not imitated
+    values_grad = jax.grad(lambda v: losses.self_imitation(policy, data, returns, v, 2.0))(values)
+    assert not np.asarray(values_grad).any()  # the baseline is not trained through this loss
+
+
 def test_temperature_loss_and_its_gradient() -> None:
     log_probs = jnp.array([-1.0, -3.0])  # entropy estimate 2.0
     log_alpha = jnp.log(2.0)
