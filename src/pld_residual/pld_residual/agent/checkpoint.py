@@ -61,6 +61,8 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> learner.ResidualSACSta
         raise ValueError(f"{file}: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
     config = ResidualSACConfig.from_dict(meta["config"])
     template = learner.create(config, int(meta["obs_dim"]))
+    if isinstance(saved, dict) and config.actor_ema is None:
+        saved.setdefault("actor_ema_params", None)  # checkpoints written before actor_ema existed
     check_tree(template, saved, what=f"{file}: learner state")
     restored = flax.serialization.from_state_dict(template, saved)
     return jax.tree.map(jnp.asarray, restored)

@@ -57,6 +57,7 @@ class ResidualSACState:
     rng: jax.Array  # raw uint32 PRNG key (serialisable)
     step: jax.Array  # online gradient steps done (int32); drives xi and the critic:actor ratio
     actor_metrics: dict[str, jax.Array]  # latest actor/temperature step, reported between actor steps
+    actor_ema_params: Any  # Polyak average of the actor (config.actor_ema), the deployed policy; else None
     config: ResidualSACConfig = struct.field(pytree_node=False)
     obs_dim: int = struct.field(pytree_node=False)
 
@@ -157,9 +158,19 @@ def _create(config: ResidualSACConfig, obs_dim: int, seed: jax.Array, actor_para
         rng=rng,
         step=jnp.zeros((), jnp.int32),
         actor_metrics=metrics,
+        actor_ema_params=actor_params if config.actor_ema is not None else None,
         config=config,
         obs_dim=obs_dim,
     )
+
+
+def policy_params(state: ResidualSACState) -> Any:
+    """The actor parameters to evaluate and deploy: the Polyak average with `actor_ema`, else the actor's.
+
+    Training rollouts keep acting with the actor itself (`state.actor.params`), as off-policy RL explores
+    with the policy it is improving.
+    """
+    return state.actor.params if state.actor_ema_params is None else state.actor_ema_params
 
 
 def current_xi(state: ResidualSACState) -> float:
@@ -297,6 +308,9 @@ def _actor_step(
         state.actor.params
     )
     actor = state.actor.apply_gradients(grads=grads)
+    ema = state.actor_ema_params
+    if cfg.actor_ema is not None:
+        ema = optax.incremental_update(actor.params, ema, 1.0 - cfg.actor_ema)
 
     def temp_fn(params: Any) -> jax.Array:
         log_alpha = state.temperature.apply_fn(params)
@@ -312,7 +326,7 @@ def _actor_step(
         "actor_q": jnp.mean(q),
         "residual_abs": residual_abs,  # mean |deterministic residual|: how far from the base it acts
     }
-    return state.replace(actor=actor, temperature=temperature, actor_metrics=metrics)
+    return state.replace(actor=actor, temperature=temperature, actor_metrics=metrics, actor_ema_params=ema)
 
 
 def _train_step(

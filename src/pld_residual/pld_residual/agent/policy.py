@@ -79,11 +79,13 @@ class ResidualPolicy:
     def from_learner(
         cls, state: Any, config: ResidualSACConfig | None = None, seed: int = 0
     ) -> ResidualPolicy:
-        """The actor of a `ResidualSACState` (parameters shared, not copied)."""
+        """The deployed actor of a `ResidualSACState` (`learner.policy_params`: shared, not copied)."""
+        from pld_residual.agent.learner import policy_params  # the learner owns its state's layout
+
         config = state.config if config is None else config
         if config != state.config:
             raise ValueError("from_learner: config differs from the learner state's config")
-        return cls(config, state.obs_dim, state.actor.params, seed=seed)
+        return cls(config, state.obs_dim, policy_params(state), seed=seed)
 
     @property
     def config(self) -> ResidualSACConfig:

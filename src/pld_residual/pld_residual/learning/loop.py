@@ -295,7 +295,7 @@ def learn(
     )
     sampler = HybridSampler(offline if fraction > 0 else empty, online, fraction)
     curriculum = RollInCurriculum.from_dict(counters.curriculum) if counters.curriculum is not None else None
-    policy = ResidualPolicy.from_learner(state)
+    policy = ResidualPolicy(state.config, state.obs_dim, state.actor.params)  # behaviour: the actor itself
     loop = _OnlineLoop(run, state, online, offline, sampler, counters, rng, policy, curriculum, obs_fields)
     loop.on_episode = on_episode
     interrupted = False

@@ -227,3 +227,32 @@ def test_self_imitation_copies_residuals_of_transitions_that_beat_q(
     no_returns = {k: v for k, v in batch(0).items() if k != "mc_return"}
     with pytest.raises(ValueError, match="mc_return"):
         learner.update(learner.create(config.replace(self_imitation=1.0), obs_dim), no_returns)
+
+
+def _distance(a, b) -> float:
+    return float(sum(np.sum((np.asarray(x) - np.asarray(y)) ** 2) for x, y in zip(a, b, strict=True)))
+
+
+def test_actor_ema_is_the_deployed_policy_and_lags_the_actor(
+    tiny_config: ResidualSACConfig, obs_dim: int, make_batch: Callable
+) -> None:
+    """decay 0 tracks the actor exactly; 0.95 lies between the initial and the trained actor."""
+    for decay in (0.0, 0.95):
+        config = tiny_config.replace(actor_ema=decay)
+        start = learner.create(config, obs_dim, seed=0)
+        state, info = learner.update(start, make_batch())
+        assert _finite(info)
+        init = jax.tree.leaves(start.actor.params)
+        actor = jax.tree.leaves(state.actor.params)
+        ema = jax.tree.leaves(learner.policy_params(state))
+        deployed = jax.tree.leaves(ResidualPolicy.from_learner(state).params)
+        assert _distance(deployed, ema) == 0.0  # evaluation and the saved policy use the average
+        if decay == 0.0:
+            assert _distance(ema, actor) == 0.0
+        else:
+            assert 0.0 < _distance(ema, init) < _distance(actor, init)
+    plain, _ = learner.update(learner.create(tiny_config, obs_dim, seed=0), make_batch())
+    assert plain.actor_ema_params is None
+    assert _distance(jax.tree.leaves(learner.policy_params(plain)), jax.tree.leaves(plain.actor.params)) == 0
+    with pytest.raises(ValueError, match="actor_ema"):
+        tiny_config.replace(actor_ema=1.0)
