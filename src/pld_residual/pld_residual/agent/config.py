@@ -73,9 +73,9 @@ class ResidualSACConfig:
     # weight of self-imitation in the actor loss (0 = off; losses.self_imitation): copy the residuals of
     # transitions whose Monte-Carlo return beat Q. Needs `mc_return` in the batch (the replay buffer has it)
     self_imitation: float = 0.0
-    # Polyak decay of an averaged actor used for evaluation and deployment (None = the actor itself). On
-    # pick_cube the deterministic residual flips borderline episodes from one evaluation to the next
-    # (56 -> 90 -> 72 %); an average over the last ~1/(1 - decay) actor updates smooths those swings
+    # Polyak decay of an averaged actor used for evaluation and deployment (None = the actor itself): an
+    # average over the last ~1/(1 - decay) actor updates, against update noise in the deployed policy. On
+    # pick_cube 0.995 did not damp the evaluation swings (README, "Tuning history")
     actor_ema: float | None = None
     # action dimensions the residual may change (None: all, as the paper). pld_sim's order is x, y, z,
     # roll, pitch, yaw, gripper: (0, 1) corrects the hand's position over the table only. Every other
