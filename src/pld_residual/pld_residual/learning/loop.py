@@ -449,9 +449,8 @@ class _OnlineLoop:
 
     def evaluate(self) -> None:
         cfg, c = self.cfg, self.counters
-        result = evaluate_agent(
-            self.run_.eval_env, self.policy, self.xi, self.method.guided, cfg.eval_episodes
-        )
+        evaluated = ResidualPolicy.from_learner(self.state)  # the deployed actor (the average with actor_ema)
+        result = evaluate_agent(self.run_.eval_env, evaluated, self.xi, self.method.guided, cfg.eval_episodes)
         recent = c.train_outcomes[-TRAIN_WINDOW:]
         point = {
             "env_steps": c.env_steps,
@@ -469,7 +468,6 @@ class _OnlineLoop:
             point["rollin_horizon"] = self.curriculum.horizon
         if self.last_info:  # the learner's state at this point: where a collapse shows first
             point["learner"] = {k: round(float(self.last_info[k]), 5) for k in CURVE_LEARNER_KEYS}
-        evaluated = ResidualPolicy.from_learner(self.state)
         evaluated.save(self.run_.out / EVAL_POLICIES_DIR / str(c.env_steps))  # to replay any point later
         if point["success_rate"] > max((p["success_rate"] for p in c.curve), default=-1.0):
             # the residual's evaluation is not monotone in training (it can collapse as xi grows), so the
