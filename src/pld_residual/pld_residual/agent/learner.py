@@ -189,7 +189,12 @@ def _xi(state: ResidualSACState, batch: Mapping[str, jax.Array]) -> jax.Array:
     return xi_schedule(state.step, state.config)
 
 
-_MIN_XI = 1e-3  # floor for the division in `_critic_action` (xi may start at 0)
+_MIN_XI = 1e-3  # floor for the division in `_residual_of` (xi may start at 0)
+
+
+def _residual_of(base: jax.Array, action: jax.Array, xi: Any) -> jax.Array:
+    """The unsquashed residual that executes `action` on top of `base` at scale xi."""
+    return (action - base) / jnp.maximum(xi, _MIN_XI)
 
 
 def _critic_obs(cfg: ResidualSACConfig, obs: jax.Array, base_action: jax.Array) -> jax.Array:
@@ -206,7 +211,7 @@ def _critic_action(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, x
     """
     if cfg.critic_action == "combined":
         return action
-    return (action - base) / jnp.maximum(xi, _MIN_XI)
+    return _residual_of(base, action, xi)
 
 
 def _data_residual(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, xi: jax.Array) -> jax.Array:
@@ -214,7 +219,7 @@ def _data_residual(cfg: ResidualSACConfig, base: jax.Array, action: jax.Array, x
 
     Exact while xi is the one the data were collected with (fixed xi); under a schedule it is approximate.
     """
-    delta = jnp.clip((action - base) / jnp.maximum(xi, _MIN_XI), -1.0, 1.0)
+    delta = jnp.clip(_residual_of(base, action, xi), -1.0, 1.0)
     mask = axes_mask(cfg)
     return delta if mask is None else delta * mask
 
