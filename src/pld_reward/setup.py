@@ -22,5 +22,10 @@ setup(
     maintainer_email="maintainers@pld-ros.dev",
     description="Learned success classifier for PLD rewards and stage transitions, and the reward node.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "reward_node = pld_reward.ros.reward_node:main",
+            "label_node = pld_reward.ros.label_node:main",
+        ]
+    },
 )
