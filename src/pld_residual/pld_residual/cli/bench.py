@@ -9,6 +9,10 @@ import importlib
 PARTS: dict[str, tuple[str, str]] = {
     "sim": ("pld_sim.bench", "simulator control steps/s, render fps, IK time vs raw MuJoCo"),
     "vla": ("pld_vla_server.bench", "VLA chunk latency in-process vs through the server node over DDS"),
+    "reward": (
+        "pld_reward.bench",
+        "success classifier precision/recall on held-out episodes; inference ms/frame",
+    ),
     "rl": (
         "pld_residual.cli.bench_rl",
         "learning curves of PLD and the baselines; --updates-only: updates/s vs stable-baselines3 SAC",

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pld_residual.cli.bench", "benchmarks that print JSON (e.g. `pld bench sim`)"),
     "pretrain": ("pld_vla_server.pretrain", "train the base VLA on scripted-expert demonstrations"),
     "learn": ("pld_residual.cli.learn", "stage 1: learn a residual RL specialist (or a baseline) in sim"),
+    "reward": ("pld_reward.cli", "success classifier: collect labelled frames, train, mine false positives"),
 }
 
 
