@@ -32,6 +32,10 @@ class LearnConfig:
     total_env_steps: int = 50_000  # online env steps (offline collection and evaluation not counted)
     warmup_episodes: int = 100  # base-only episodes into the online buffer (methods that warm up)
     probing_alpha: float = 0.5  # T_base ~ U{0..floor(alpha*T)}; see the module docstring
+    # training rollouts draw the residual's Gaussian noise once per this many residual steps and hold it
+    # in between (1 = fresh noise every step, plain SAC): held noise moves the hand by k x the per-step
+    # offset instead of a sqrt(k) random walk, so it explores positions, not jitter
+    exploration_hold_steps: int = 1
     offline_episodes: int = 50  # successful base rollouts kept for the offline buffer / warm start
     offline_max_attempts: int = 200  # base rollouts tried at most while collecting them
     critic_pretrain_steps: int = 2_000  # critic warm-start gradient steps (methods with a warm start)
@@ -44,6 +48,10 @@ class LearnConfig:
     buffer_capacity: int = 250_000
     observation: str = "vla"  # residual input: VLA features + proprio | privileged state + proprio | proprio
     reward: str = "predicate"  # a name of `learning.rewards.REWARD_SOURCES`
+    # reward "classifier": the `pld reward train` output directory. Training episodes then end when the
+    # classifier says success (the simulator's predicate no longer ends them); evaluation still measures
+    # success with the predicate
+    reward_checkpoint: str | None = None
     image_size: int | None = None  # camera size; None = the base backend's input size
     time_limit_s: float | None = None  # None = the task's own limit
     base_checkpoint: str | None = None  # None = <workspace>/runs/base_vla/flow
@@ -56,7 +64,13 @@ class LearnConfig:
 
     def __post_init__(self) -> None:
         positive = ("total_env_steps", "eval_every_steps", "eval_episodes", "execute_steps")
-        positive += ("checkpoint_every", "buffer_capacity", "jsrl_stages", "jsrl_window")
+        positive += (
+            "checkpoint_every",
+            "buffer_capacity",
+            "jsrl_stages",
+            "jsrl_window",
+            "exploration_hold_steps",
+        )
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_episodes", "offline_episodes", "offline_max_attempts", "critic_pretrain_steps"):
@@ -81,6 +95,10 @@ class LearnConfig:
 
         METHODS.lookup(self.method)  # unknown names list the known ones
         REWARD_SOURCES.lookup(self.reward)
+        if self.reward == "classifier" and not self.reward_checkpoint:
+            raise ValueError(
+                "reward 'classifier' needs reward_checkpoint (a `pld reward train` output directory)"
+            )
         self.agent_config()  # validates the overrides now, not after minutes of data collection
 
     def agent_config(self) -> ResidualSACConfig:

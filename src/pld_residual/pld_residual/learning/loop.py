@@ -41,7 +41,7 @@ from pld_residual.learning.curriculum import RollInCurriculum, episode_plan
 from pld_residual.learning.curve import CURVE_JSON, CURVE_PNG, write_curve
 from pld_residual.learning.evaluation import evaluate_agent, offline_seed, train_seed
 from pld_residual.learning.methods import METHODS, MethodSpec
-from pld_residual.learning.rewards import make_reward_source
+from pld_residual.learning.rewards import PredicateReward, make_reward_source
 from pld_residual.learning.run_state import LoopCounters, find_checkpoint, load_run, save_run
 from pld_residual.replay import (
     BASE,
@@ -98,7 +98,14 @@ def default_env_factory(cfg: LearnConfig, backend: Any) -> Callable[[], Any]:
     import pld_sim
 
     size = cfg.image_size or backend.input_spec.image_size
-    return lambda: pld_sim.make(cfg.task, image_size=size, render_images=True, time_limit_s=cfg.time_limit_s)
+
+    def make(terminate_on_success: bool = True) -> Any:
+        return pld_sim.make(
+            cfg.task, image_size=size, render_images=True, time_limit_s=cfg.time_limit_s,
+            terminate_on_success=terminate_on_success,
+        )  # fmt: skip
+
+    return make
 
 
 def replay_fields(obs: GuidedObs, guided: bool) -> dict[str, np.ndarray]:
@@ -226,11 +233,16 @@ def learn(
     out.mkdir(parents=True, exist_ok=True)
     backend = base_backend if base_backend is not None else load_base_backend(cfg.base_checkpoint)
     factory = env_factory or default_env_factory(cfg, backend)
-    reward_source = make_reward_source(cfg.reward)
-    envs = [
-        BaseGuidedEnv(factory(), backend, cfg.execute_steps, cfg.observation, reward_source) for _ in range(2)
-    ]
-    run = _Run(cfg, out, *envs)
+    # training rewards from the configured source; evaluation always judges by the env's own predicate
+    reward_source = make_reward_source(cfg.reward, checkpoint=cfg.reward_checkpoint, task=cfg.task)
+    learned_reward = cfg.reward != "predicate"
+    train_env = factory(terminate_on_success=False) if learned_reward and env_factory is None else factory()
+    run = _Run(
+        cfg,
+        out,
+        BaseGuidedEnv(train_env, backend, cfg.execute_steps, cfg.observation, reward_source),
+        BaseGuidedEnv(factory(), backend, cfg.execute_steps, cfg.observation, PredicateReward()),
+    )
     probe, _ = run.train_env.reset(seed=offline_seed(cfg.seed, 0))  # sizes of the residual's inputs
     obs_fields = tuple(probe.fields)
     agent_cfg = method.agent_config(cfg.agent_config())
@@ -306,7 +318,7 @@ def learn(
         interrupted, complete = True, False
     loop.checkpoint()
     summary = _finish(run, loop, complete, interrupted)
-    for env in envs:
+    for env in (run.train_env, run.eval_env):
         env.close()
     if interrupted:
         print(f"\npld learn: interrupted; checkpoint saved. Resume with the same command and --out {out}")
@@ -394,12 +406,15 @@ class _OnlineLoop:
         self.recorder = recorder = EpisodeRecorder(plan, self.online)
         fields = replay_fields(obs, guided)
         success = residual_success = False
+        held, seed = 0, 0
         for t in range(plan.time_limit_steps):
             controller = plan.controller(t)
             if controller == BASE:
                 norm, action = obs.base_action, env.scale.to_env(obs.base_action)
             else:
-                seed = int(self.rng.integers(0, 2**31 - 1))
+                if held == 0:  # same seed = same Gaussian noise draw, around this step's own mean
+                    seed = int(self.rng.integers(0, 2**31 - 1))
+                held = (held + 1) % cfg.exploration_hold_steps
                 delta = self.policy.act(obs.vector, fields["base_action"], deterministic=False, seed=seed)
                 norm, action = executed_action(obs.base_action, delta, self.xi, env.scale, guided)
             obs, reward, terminated, truncated, info = env.step(action)

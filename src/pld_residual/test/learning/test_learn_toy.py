@@ -164,3 +164,27 @@ def test_a_changed_config_is_not_resumed_silently(
     learn(make_toy_config(total_env_steps=50, eval_episodes=2), tmp_path, stop_after_steps=1, **kwargs)
     with pytest.raises(ValueError, match="probing_alpha"):
         learn(make_toy_config(total_env_steps=50, eval_episodes=2, probing_alpha=0.2), tmp_path, **kwargs)
+
+
+def test_held_exploration_noise_repeats_for_k_residual_steps(
+    tmp_path: Path, toy_env_factory, toy_base, make_toy_config
+) -> None:
+    """A fresh actor's residual is tanh(noise): held noise makes it constant over blocks of k steps."""
+
+    def residuals(hold: int) -> list[np.ndarray]:
+        trajectories = []
+        cfg = make_toy_config(
+            total_env_steps=60, warmup_episodes=0, probing_alpha=0.0, eval_at_start=False,
+            eval_every_steps=10_000, exploration_hold_steps=hold, offline_episodes=0, critic_pretrain_steps=0,
+        )  # fmt: skip
+        learn(cfg, tmp_path / f"hold{hold}", base_backend=toy_base, env_factory=toy_env_factory,
+              progress=False, on_episode=trajectories.append)  # fmt: skip
+        # z (index 2): the toy base never moves it, so the executed action is xi * residual, never clipped
+        return [t.actions[:, 2] for t in trajectories]
+
+    held, fresh = residuals(5), residuals(1)
+    blocks = [episode[i : i + 5] for episode in held for i in range(0, len(episode), 5)]
+    assert len(blocks) >= 6
+    assert all(np.ptp(block) < 0.05 for block in blocks)  # only learning moves it inside a block
+    assert np.std([block[0] for block in blocks]) > 0.1  # fresh noise from block to block
+    assert np.median([np.ptp(e[:5]) for e in fresh]) > 0.1  # without holding, fresh noise every step

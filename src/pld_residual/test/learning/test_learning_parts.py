@@ -60,6 +60,27 @@ def test_predicate_reward_is_binary_on_success() -> None:
     assert source({}, {"success": False}) == (0.0, False)
 
 
+def test_classifier_reward_judges_the_cameras_with_the_calibrated_threshold(tmp_path) -> None:
+    from pld_reward import checkpoint
+    from pld_reward.config import ClassifierConfig
+    from pld_reward.model import init_params
+    from pld_reward.preprocess import FrameError
+
+    cfg = ClassifierConfig(image_size=32, input_size=16, encoder_widths=(4, 4, 8, 8), head_hidden=8)
+    frame = {"images": {name: np.zeros((32, 32, 3), np.uint8) for name in cfg.cameras}}
+    for threshold, expected in ((0.0, (1.0, True)), (1.0, (0.0, False))):  # sigmoid is in (0, 1)
+        checkpoint.save(tmp_path / str(threshold), cfg, init_params(cfg), {"thresholds": [threshold]})
+        source = make_reward_source("classifier", checkpoint=str(tmp_path / str(threshold)), task="pick_cube")
+        assert isinstance(source, RewardSource)
+        assert source(frame, {"success": not expected[1]}) == expected  # the predicate is not consulted
+    with pytest.raises(FrameError, match="missing camera"):
+        source({"images": {"side": frame["images"]["side"]}}, {})
+    with pytest.raises(ValueError, match="not judged by this classifier"):
+        make_reward_source("classifier", checkpoint=str(tmp_path / "0.0"), task="peg_insertion")
+    with pytest.raises(ValueError, match="reward_checkpoint"):
+        LearnConfig(reward="classifier")
+
+
 def test_plans_per_method() -> None:
     rng = np.random.default_rng(0)
     pld = episode_plan(METHODS["pld"], rng, 0, 50, 0.5, 2)
