@@ -8,6 +8,7 @@ checkpoint every `checkpoint_every` steps lets an interrupted run resume.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zlib
@@ -64,9 +65,11 @@ def balanced_indices(
     return np.asarray([groups[g][rng.integers(0, len(groups[g]))] for g in picks])
 
 
-def make_update(cfg: ClassifierConfig, optimizer: optax.GradientTransformation):
-    """Jitted (state params, opt_state, batch, key) -> (params, opt_state, loss)."""
+@functools.cache
+def make_update(cfg: ClassifierConfig):
+    """Jitted (params, opt_state, batch, key) -> (params, opt_state, loss); one compilation per config."""
     net = SuccessClassifierNet(cfg)
+    optimizer = make_optimizer(cfg)
 
     @jax.jit
     def update(
@@ -120,7 +123,7 @@ def fit(
         resume_path.parent.mkdir(parents=True, exist_ok=True)
     if resume_path is not None and resume_path.is_file():
         state = _restore(resume_path, state, cfg)
-    update = make_update(cfg, optimizer)
+    update = make_update(cfg)
     rng = np.random.default_rng(cfg.seed + state.step)
     key = jax.random.PRNGKey(cfg.seed + 7919 * state.step)
     index = stage_indices(cfg, train.stages)

@@ -11,6 +11,8 @@ from pld_reward.config import ClassifierConfig
 from pld_reward.frames import EpisodeFrames
 
 TINY = dict(image_size=32, input_size=16, encoder_widths=(4, 4, 8, 8), head_hidden=16, batch_size=16)
+# the training tests share this config, so jit compiles their update once per session
+TRAINING = dict(train_steps=150, learning_rate=3e-3)
 
 
 def tiny_config(**changes: Any) -> ClassifierConfig:
@@ -53,9 +55,8 @@ def tiny_cfg() -> ClassifierConfig:
 
 
 @pytest.fixture
-def make_config():
-    """tiny_config(**changes)."""
-    return tiny_config
+def training_cfg() -> ClassifierConfig:
+    return tiny_config(**TRAINING)
 
 
 @pytest.fixture

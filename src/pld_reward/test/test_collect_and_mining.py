@@ -36,15 +36,15 @@ def test_collect_labels_frames_with_the_predicate_and_resumes(tmp_path: Path, ti
 
 @pytest.mark.slow
 def test_mining_adds_false_positives_as_negatives_and_retrains(
-    tmp_path: Path, make_config, make_episode
+    tmp_path: Path, training_cfg, make_episode
 ) -> None:
-    cfg = make_config(train_steps=5)
+    cfg = training_cfg
     train_dir = tmp_path / "train"
     for seed in range(16):
         write_episode(train_dir, make_episode(seed, cfg, success_from=None if seed % 4 == 3 else 8))
     # a classifier that calls everything success: every failure frame of the fresh rollout is a false positive
     checkpoint.save(tmp_path / "clf", cfg, init_params(cfg), {"thresholds": [0.0]})
-    mining = MiningConfig(rounds=1, episodes={"expert": 1}, finetune_steps=5)
+    mining = MiningConfig(rounds=1, episodes={"expert": 1}, finetune_steps=cfg.train_steps)  # one compile
     report = mine(tmp_path / "clf", [train_dir], tmp_path / "work", mining, progress=False)
     first = report["rounds"][0]
     assert len(report["rounds"]) == 2 and report["mining_rounds"] == 1

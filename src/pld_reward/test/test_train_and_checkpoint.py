@@ -39,8 +39,8 @@ def test_batches_are_balanced_over_labels_and_stages() -> None:
     assert 0.45 < labels[batch].mean() < 0.55
 
 
-def test_training_learns_calibrates_saves_and_loads(tmp_path: Path, make_config, make_episode) -> None:
-    cfg = make_config(train_steps=150, learning_rate=3e-3)
+def test_training_learns_calibrates_saves_and_loads(tmp_path: Path, training_cfg, make_episode) -> None:
+    cfg = training_cfg
     frames = _frames(make_episode, cfg, 24)
     report = train_classifier(cfg, frames, tmp_path / "clf", holdout_fraction=0.3, progress=False)
     held = report["calibration"]["held_out"][0]
@@ -62,18 +62,19 @@ def test_training_learns_calibrates_saves_and_loads(tmp_path: Path, make_config,
 
 
 def test_an_interrupted_fit_resumes_from_its_training_checkpoint(
-    tmp_path: Path, make_config, make_episode
+    tmp_path: Path, training_cfg, make_episode
 ) -> None:
+    from pld_reward.model import init_params
     from pld_reward.train import TrainState, _save_state, make_optimizer
 
-    cfg = make_config(train_steps=20)
+    cfg = training_cfg
     frames = _frames(make_episode, cfg, 8)
-    # what a run killed after 10 of 20 steps leaves behind
-    first, _ = fit(cfg.replace(train_steps=10), frames, None, progress=False)
-    state = TrainState(first, make_optimizer(cfg).init(first), 10)
+    # what a run killed after 145 of 150 steps leaves behind
+    params = init_params(cfg)
+    state = TrainState(params, make_optimizer(cfg).init(params), 145)
     _save_state(tmp_path / TRAIN_STATE_FILE, state, cfg)
-    _resumed, losses = fit(cfg, frames, tmp_path, progress=False)
-    assert len(losses) == 1  # only steps 10..19 ran (a loss is logged every 25 steps and at the end)
+    _, losses = fit(cfg, frames, tmp_path, progress=False)
+    assert len(losses) == 1  # only steps 145..149 ran (a loss is logged every 25 steps and at the end)
     assert not (tmp_path / TRAIN_STATE_FILE).exists()
     _save_state(tmp_path / TRAIN_STATE_FILE, state, cfg)
     with pytest.raises(ValueError, match="another config"):
