@@ -120,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
             for row in evaluated["rows"]:
                 entry = {k: (round(row[k], 4) if isinstance(row[k], float) else row[k]) for k in keys}
                 entry.update(
-                    test_episodes=evaluated["test_episodes"], mining_rounds=evaluated["mining_rounds"]
+                    test_episodes=evaluated["test_episodes"],
+                    mining_rounds=evaluated["mining_rounds"],
+                    ambiguous_frames=row["ambiguous_frames"],
+                    strict_precision=round(row["strict"]["precision"], 4),
+                    strict_recall=round(row["strict"]["recall"], 4),
                 )
                 (per_stage if row["stage"] > 0 else per_task)[row["task"]] = entry
         result["tasks"] = per_task

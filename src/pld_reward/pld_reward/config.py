@@ -43,6 +43,13 @@ class ClassifierConfig:
 
     # calibration
     target_precision: float = 0.99
+    # mining also goes on while recall is below this (a threshold that calls nothing is precise and useless)
+    target_recall: float = 0.95
+    # Frames within this many control steps of a change of the label in their episode are ambiguous: the
+    # predicate flips between two frames that look the same (a cube at 4.6 cm is a failure, at 5.1 cm a
+    # success; a finger loses contact while the cube is still up). They stay out of training, of the
+    # threshold choice and of the headline metrics, which are also reported with them ("strict").
+    ambiguity_steps: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -58,6 +65,7 @@ class ClassifierConfig:
             _check_int(name, getattr(self, name), 1)
         _check_int("proprio_dim", self.proprio_dim, 0)
         _check_int("shift_px", self.shift_px, 0)
+        _check_int("ambiguity_steps", self.ambiguity_steps, 0)
         _check_int("seed", self.seed, 0)
         if self.image_size % self.input_size:
             raise ValueError(
@@ -73,6 +81,8 @@ class ClassifierConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if not 0.0 <= self.target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in [0, 1], got {self.target_recall!r}")
         if not 0.5 <= self.target_precision < 1.0:
             raise ValueError(f"target_precision must be in [0.5, 1), got {self.target_precision!r}")
 

@@ -118,6 +118,24 @@ class FrameSet:
             self.episode[mask], self.metas,
         )  # fmt: skip
 
+    def ambiguous(self, steps: int) -> np.ndarray:
+        """[N] True for frames within `steps` control steps of a frame of the same episode with the other
+        label (the frames either side of each label change); all False when `steps` is 0."""
+        out = np.zeros(len(self), bool)
+        if steps == 0:
+            return out
+        for episode in np.unique(self.episode):
+            index = np.flatnonzero(self.episode == episode)
+            labels, times = self.labels[index], self.steps[index]
+            for label in (0, 1):
+                other = times[labels != label]
+                if len(other) == 0:
+                    continue
+                mine = labels == label
+                gaps = np.abs(times[mine][:, None] - other[None, :]).min(axis=1)
+                out[index[mine]] = gaps <= steps
+        return out
+
     def summary(self) -> dict[str, Any]:
         """Counts per task and source: frames, successes, episodes."""
         out: dict[str, Any] = {"frames": len(self), "positives": self.positives, "episodes": len(self.metas)}

@@ -2,7 +2,7 @@
 
 Each round collects new episodes (seeds never used before) labelled by the predicate, measures the
 classifier on them at its calibrated threshold, and stops when every stage's precision reaches the
-target. Otherwise the false positives are written as a shard (source `mined`) next to the training data,
+target (and its recall `target_recall`: a threshold that calls nothing is precise and useless). Otherwise the false positives are written as a shard (source `mined`) next to the training data,
 the classifier is fine-tuned on everything and recalibrated, and the next round starts. The report lists
 every round.
 """
@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from pld_reward.calibration import metrics
 from pld_reward.classifier import SuccessClassifier, predict_probabilities
 from pld_reward.collect import CollectConfig, collect
 from pld_reward.frames import EpisodeFrames, load_frames, write_episode
-from pld_reward.train import train_classifier
+from pld_reward.train import stage_metrics, train_classifier
 
 MINED_DIR = "mined"
 
@@ -81,13 +80,16 @@ def mine(
         }
         target_holds = True
         wrong = np.zeros(len(fresh), bool)
+        clear = ~fresh.ambiguous(cfg.ambiguity_steps)  # a frame next to a label change is no clear mistake
         for stage_id in sorted(set(int(s) for s in fresh.stages)):
             mask = fresh.stages == stage_id
             limit = classifier.threshold(stage_id)
-            result = metrics(probs[mask], fresh.labels[mask], limit)
-            row["stages"].append({"stage": stage_id, "task": cfg.tasks[cfg.stage_index(stage_id)], **result})
-            target_holds &= result["precision"] >= cfg.target_precision
-            wrong |= mask & (probs >= limit) & (fresh.labels == 0)
+            result = stage_metrics(cfg, probs, fresh, stage_id, limit)
+            row["stages"].append(result)
+            target_holds &= (
+                result["precision"] >= cfg.target_precision and result["recall"] >= cfg.target_recall
+            )
+            wrong |= mask & clear & (probs >= limit) & (fresh.labels == 0)
         row["false_positives"] = int(wrong.sum())
         row["target_holds"] = bool(target_holds)
         rounds.append(row)

@@ -156,24 +156,33 @@ def fit(
     return params, losses
 
 
+def stage_metrics(
+    cfg: ClassifierConfig, probs: np.ndarray, frames: FrameSet, stage_id: int, threshold: float
+) -> dict[str, Any]:
+    """Metrics of one stage at `threshold`: on the clear frames (headline) and on all of them (`strict`)."""
+    mask = frames.stages == stage_id
+    clear = mask & ~frames.ambiguous(cfg.ambiguity_steps)
+    return {
+        "stage": stage_id,
+        "task": cfg.tasks[cfg.stage_index(stage_id)],
+        **metrics(probs[clear], frames.labels[clear], threshold),
+        "ambiguous_frames": int(mask.sum() - clear.sum()),
+        "strict": metrics(probs[mask], frames.labels[mask], threshold),
+    }
+
+
 def calibrate(cfg: ClassifierConfig, params: Any, held: FrameSet) -> dict[str, Any]:
-    """Per-stage thresholds for `cfg.target_precision` on held-out frames, with their metrics."""
+    """Per-stage thresholds for `cfg.target_precision` on the clear held-out frames, with their metrics."""
     probs = predict_probabilities(cfg, params, held.images, held.proprio, held.stages)
+    clear = ~held.ambiguous(cfg.ambiguity_steps)
     thresholds, per_stage = [], []
     for stage_id in _stage_ids(cfg):
-        mask = held.stages == stage_id
+        mask = (held.stages == stage_id) & clear
         if not mask.any() or not held.labels[mask].any():
             raise ValueError(f"no held-out success frames for stage {stage_id}: collect more episodes")
         threshold, met = choose_threshold(probs[mask], held.labels[mask], cfg.target_precision)
         thresholds.append(threshold)
-        per_stage.append(
-            {
-                "stage": stage_id,
-                "task": cfg.tasks[cfg.stage_index(stage_id)],
-                "target_met": met,
-                **metrics(probs[mask], held.labels[mask], threshold),
-            }
-        )
+        per_stage.append({"target_met": met, **stage_metrics(cfg, probs, held, stage_id, threshold)})
     return {"thresholds": thresholds, "target_precision": cfg.target_precision, "held_out": per_stage}
 
 
@@ -182,19 +191,11 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Metrics per stage at the given thresholds (fresh test frames)."""
     probs = predict_probabilities(cfg, params, frames.images, frames.proprio, frames.stages)
-    rows = []
-    for stage_id in _stage_ids(cfg):
-        mask = frames.stages == stage_id
-        if mask.any():
-            limit = thresholds[cfg.stage_index(stage_id)]
-            rows.append(
-                {
-                    "stage": stage_id,
-                    "task": cfg.tasks[cfg.stage_index(stage_id)],
-                    **metrics(probs[mask], frames.labels[mask], limit),
-                }
-            )
-    return rows
+    return [
+        stage_metrics(cfg, probs, frames, stage_id, thresholds[cfg.stage_index(stage_id)])
+        for stage_id in _stage_ids(cfg)
+        if np.any(frames.stages == stage_id)
+    ]
 
 
 def train_classifier(
@@ -207,7 +208,9 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Split, fit, calibrate and save; returns the report written to `<out_dir>/train_report.json`."""
     train_mask, held_mask = split_episodes(frames, holdout_fraction)
-    train, held = frames.select(train_mask), frames.select(held_mask)
+    # ambiguous frames (next to a label change) teach nothing but label noise
+    train = frames.select(train_mask & ~frames.ambiguous(cfg.ambiguity_steps))
+    held = frames.select(held_mask)
     params, losses = fit(cfg, train, out_dir, init=init, progress=progress)
     calibration = calibrate(cfg, params, held)
     calibration.update(

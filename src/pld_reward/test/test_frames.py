@@ -45,3 +45,14 @@ def test_missing_directory_and_mixed_shapes(tmp_path: Path, tiny_cfg, make_episo
         concat([small, other])
     with pytest.raises(ValueError, match="empty"):
         concat([])
+
+
+def test_frames_next_to_a_label_change_are_ambiguous(tiny_cfg, make_episode) -> None:
+    episode = make_episode(0, tiny_cfg, frames=12, success_from=8)
+    episode.labels[10] = 0  # a contact flicker inside the success
+    frames = concat([episode, make_episode(1, tiny_cfg, success_from=None)])
+    one = frames.ambiguous(1)
+    assert np.flatnonzero(one).tolist() == [7, 8, 9, 10, 11]  # 7|8 change, 9|10|11 flicker
+    assert np.flatnonzero(frames.ambiguous(2)).tolist() == [6, 7, 8, 9, 10, 11]
+    assert not frames.ambiguous(0).any()
+    assert not one[12:].any()  # an episode without a change has no ambiguous frame
