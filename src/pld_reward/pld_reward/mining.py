@@ -2,8 +2,9 @@
 
 Each round collects new episodes (seeds never used before) labelled by the predicate, measures the
 classifier on them at its calibrated threshold, and stops when every stage's precision reaches the
-target (and its recall `target_recall`: a threshold that calls nothing is precise and useless). Otherwise the false positives are written as a shard (source `mined`) next to the training data,
-the classifier is fine-tuned on everything and recalibrated, and the next round starts. The report lists
+target (and its recall `target_recall`: a threshold that calls nothing is precise and useless).
+Otherwise the false positives are written as a shard (source `mined`) next to the training data, the
+classifier is fine-tuned on everything and recalibrated, and the next round starts. The report lists
 every round.
 """
 
