@@ -52,7 +52,6 @@ from pld_interfaces.msg import Observation, Reward
 from pld_reward.classifier import SuccessClassifier
 from pld_reward.debounce import Debouncer
 from pld_reward.node_config import RewardNodeConfig
-from pld_reward.preprocess import FrameError
 from pld_reward.ros.reward_conversions import InvalidFrame, frame_from_msg, reward_to_msg
 from pld_sim.ros.node_main import spin_node
 from pld_sim.ros.parameters import field_defaults
@@ -160,11 +159,8 @@ class RewardNode(Node):
             try:
                 images, proprio = frame_from_msg(msg, self.classifier.cfg)
                 judgement = self.classifier.judge(images, proprio, stage, self.cfg.fixed_threshold)
-            except InvalidFrame as exc:
+            except InvalidFrame as exc:  # = the core's FrameError, with its reason
                 self._reject(exc.reason, str(exc))
-                return
-            except FrameError as exc:  # the core's own frame checks (should be caught above)
-                self._reject("frame", str(exc))
                 return
             except Exception as exc:  # never let one observation stop the reward stream
                 self._reject("error", f"{type(exc).__name__}: {exc}")
