@@ -56,6 +56,16 @@ def test_training_learns_calibrates_saves_and_loads(tmp_path: Path, training_cfg
     assert classifier.judge(images_full).success
     images_full["side"] = np.repeat(np.repeat(fresh.images[0, 0], 2, axis=0), 2, axis=1)
     assert not classifier.judge(images_full).success
+    # the run-time path pools inside the jit: the same numbers as the stored (numpy-pooled) frames give
+    from pld_reward.classifier import predict_probabilities
+    from pld_reward.preprocess import frame_input
+
+    rng = np.random.default_rng(0)
+    noisy = {name: rng.integers(0, 256, (32, 32, 3), np.uint8) for name in cfg.cameras}
+    stored = predict_probabilities(
+        cfg, classifier.params, frame_input(noisy, cfg)[None], np.zeros((1, 15)), [0]
+    )
+    assert classifier.probability(noisy) == pytest.approx(float(stored[0]), abs=1e-6)
     with pytest.raises(FrameError, match="missing camera"):
         classifier.judge({"side": images_full["side"]})
     assert not (tmp_path / "clf" / TRAIN_STATE_FILE).exists()
