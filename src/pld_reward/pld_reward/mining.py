@@ -55,8 +55,13 @@ def mine(
     """Run mining rounds on the classifier in `classifier_dir` (updated in place); returns the report."""
     work = Path(work_dir)
     mined_dir = work / MINED_DIR
-    rounds: list[dict[str, Any]] = []
-    for round_index in range(mining.rounds + 1):
+    report_path = work / "mining_report.json"
+    # a later run continues the numbering (and so the seeds): every round judges rollouts never seen
+    rounds: list[dict[str, Any]] = (
+        json.loads(report_path.read_text())["rounds"] if report_path.is_file() else []
+    )
+    first = len(rounds)
+    for round_index in range(first, first + mining.rounds + 1):
         classifier = SuccessClassifier.load(classifier_dir)
         cfg = classifier.cfg
         fresh_dir = work / f"round{round_index}"
@@ -94,7 +99,7 @@ def mine(
         row["false_positives"] = int(wrong.sum())
         row["target_holds"] = bool(target_holds)
         rounds.append(row)
-        if target_holds or round_index == mining.rounds:
+        if target_holds or round_index == first + mining.rounds:
             break
         _write_mined(mined_dir, fresh, wrong, round_index)
         frames, _ = load_frames([*train_dirs, mined_dir])
@@ -110,9 +115,10 @@ def mine(
         "rounds": rounds,
         "target_precision": classifier.cfg.target_precision,
         "target_holds": rounds[-1]["target_holds"],
-        "mining_rounds": len(rounds) - 1,
+        "mining_rounds": sum("retrained" in row for row in rounds),
     }
-    (work / "mining_report.json").write_text(json.dumps(result, indent=1))
+    work.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(result, indent=1))
     return result
 
 

@@ -57,3 +57,8 @@ def test_mining_adds_false_positives_as_negatives_and_retrains(
     retrained = checkpoint.load(tmp_path / "clf")[2]
     assert retrained["thresholds"] == first["retrained"]["thresholds"] != [0.0]
     assert (tmp_path / "work" / "mining_report.json").is_file()
+    # a second run continues the numbering: fresh seeds, the earlier rounds kept in the report
+    once_more = MiningConfig(rounds=0, episodes={"expert": 1})
+    again = mine(tmp_path / "clf", [train_dir], tmp_path / "work", once_more, progress=False)
+    assert [row["round"] for row in again["rounds"]] == [0, 1, 2] and again["mining_rounds"] == 1
+    assert (tmp_path / "work" / "round2").is_dir()
