@@ -10,12 +10,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import flax.serialization
 
+from pld_residual.agent.io import atomic_write  # one atomic-write helper for every checkpoint
 from pld_reward.config import ClassifierConfig
 
 META_FILE = "classifier.json"
@@ -25,19 +25,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A classifier directory that cannot be loaded (missing, corrupted, or from another format)."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(

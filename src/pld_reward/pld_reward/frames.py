@@ -9,15 +9,17 @@ the episode in progress, and a re-run skips the shards already there.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pld_residual.agent.io import atomic_write
 
 SHARD_SUFFIX = ".npz"
 
@@ -62,23 +64,16 @@ def write_episode(directory: str | os.PathLike[str], episode: EpisodeFrames) -> 
     path = shard_path(out, episode.name)
     if path.exists():
         raise FileExistsError(f"frame shard {path} exists; shards are never rewritten")
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                images=np.asarray(episode.images, np.uint8),
-                proprio=np.asarray(episode.proprio, np.float32),
-                labels=np.asarray(episode.labels, np.uint8),
-                steps=np.asarray(episode.steps, np.int32),
-                meta=np.frombuffer(json.dumps(episode.meta, sort_keys=True).encode(), np.uint8),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        images=np.asarray(episode.images, np.uint8),
+        proprio=np.asarray(episode.proprio, np.float32),
+        labels=np.asarray(episode.labels, np.uint8),
+        steps=np.asarray(episode.steps, np.int32),
+        meta=np.frombuffer(json.dumps(episode.meta, sort_keys=True).encode(), np.uint8),
+    )
+    atomic_write(path, buffer.getvalue())
     return path
 
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pld_residual.agent.io import atomic_write
 from pld_reward import checkpoint
 from pld_reward.augment import augment, normalise, to_float
 from pld_reward.calibration import choose_threshold, metrics
@@ -233,7 +234,7 @@ def _save_state(path: Path, state: TrainState, cfg: ClassifierConfig) -> None:
     payload = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
     blob = flax.serialization.to_bytes(payload)
     header = json.dumps(cfg.to_dict(), sort_keys=True).encode()
-    checkpoint.atomic_write(path, len(header).to_bytes(4, "little") + header + blob)
+    atomic_write(path, len(header).to_bytes(4, "little") + header + blob)
 
 
 def _restore(path: Path, template: TrainState, cfg: ClassifierConfig) -> TrainState:
