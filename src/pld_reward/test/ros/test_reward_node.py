@@ -22,6 +22,15 @@ TINY = {"image_size": SIZE, "input_size": 16, "encoder_widths": (4, 4, 4, 4), "h
 CANDIDATES = [np.array(p, np.float32) for p in ([0, 1, 0], [0, 0, 1], [1, 0, 0], [2, -1, 0], [-1, 0, 2])]
 
 
+def spin_until(executor, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        executor.spin_once(timeout_sec=0.01)
+    return True
+
+
 def save_classifier(directory: Path, thresholds: list[float], **changes) -> Path:
     from pld_reward import checkpoint
     from pld_reward.config import ClassifierConfig
@@ -40,25 +49,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "proprio": save_classifier(root / "proprio", [0.5], use_proprio=True, proprio_dim=3),
         "staged": save_classifier(root / "staged", [0.0, 1.1], tasks=("stage_a", "stage_b")),
     }
-
-
-@pytest.fixture
-def context(ros_isolation: int):
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
-def spin_until(executor, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        executor.spin_once(timeout_sec=0.01)
-    return True
 
 
 def high_and_low(checkpoint: Path) -> tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]:
