@@ -52,8 +52,8 @@ def camera_probability_function(cfg: ClassifierConfig) -> Callable[..., jax.Arra
     def probability(params: Any, frames: jax.Array, proprio: jax.Array, stage: jax.Array) -> jax.Array:
         b, c, h, w, _ = frames.shape
         blocks = frames.reshape(b, c, h // factor, factor, w // factor, factor, 3).astype(jnp.float32)
-        pooled = jnp.round(blocks.mean(axis=(3, 5)))
-        return jax.nn.sigmoid(net.apply(params, normalise(pooled / 255.0), proprio, stage))
+        pooled = jnp.round(blocks.mean(axis=(3, 5)))  # the uint8 values `preprocess.pool` stores
+        return jax.nn.sigmoid(net.apply(params, normalise(to_float(pooled)), proprio, stage))
 
     return probability
 

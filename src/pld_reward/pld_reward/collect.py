@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pld_reward.config import ClassifierConfig
-from pld_reward.frames import EpisodeFrames, shard_path, write_episode
+from pld_reward.frames import EpisodeFrames, episode_name, shard_path, write_episode
 from pld_reward.preprocess import frame_input
 from pld_sim.registry import Registry
 
@@ -163,8 +163,7 @@ def collect(
     try:
         for source, seed in bar:
             meta = {"source": source, "task": collect_cfg.task, "seed": seed}
-            name = f"{source}-{collect_cfg.task}-{seed:07d}"
-            if shard_path(out_dir, name).exists():
+            if shard_path(out_dir, episode_name(meta)).exists():
                 report["skipped_existing"] += 1
                 continue
             if source not in drivers:
