@@ -9,6 +9,7 @@ encoder, the same way at collection, training and inference time.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,13 @@ class ClassifierConfig:
     cameras: tuple[str, ...] = ("side", "wrist")
     image_size: int = 128  # the camera frames' size (square), as the sim and the VLA use them
     input_size: int = 64  # what the encoder sees: image_size average-pooled by an integer factor
-    use_proprio: bool = False  # images alone by default: the robot's own state says little about success
-    proprio_dim: int = 15
+    use_proprio: bool = False  # images alone by default; peg_insertion needs it (README, "Measured")
+    proprio_dim: int = 15  # the first proprio_dim values of the observation's proprio
+    # Per-value normalisation of the proprio ((x - mean) / scale): fitted on the training frames by `train`
+    # when empty. Fixed numbers, not a LayerNorm across the vector: a 1 cm change of the TCP height or of
+    # the gripper width is the signal, and must not drown in joint angles of a radian.
+    proprio_mean: tuple[float, ...] = ()
+    proprio_scale: tuple[float, ...] = ()
     stage_mode: str = "input"  # multi-stage: one-hot stage as an input, or one output head per stage
     encoder_widths: tuple[int, ...] = (8, 16, 32, 64)  # 2.9 ms per 2-camera frame here
     head_hidden: int = 256
@@ -55,6 +61,8 @@ class ClassifierConfig:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "cameras", tuple(self.cameras))
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))
+        object.__setattr__(self, "proprio_mean", tuple(float(v) for v in self.proprio_mean))
+        object.__setattr__(self, "proprio_scale", tuple(float(v) for v in self.proprio_scale))
         if not self.tasks or not all(isinstance(t, str) and t for t in self.tasks):
             raise ValueError(f"tasks must be a non-empty list of task names, got {self.tasks!r}")
         if len(set(self.tasks)) != len(self.tasks):
@@ -64,6 +72,16 @@ class ClassifierConfig:
         for name in ("image_size", "input_size", "head_hidden", "batch_size", "train_steps"):
             _check_int(name, getattr(self, name), 1)
         _check_int("proprio_dim", self.proprio_dim, 0)
+        stats = (len(self.proprio_mean), len(self.proprio_scale))
+        if stats not in ((0, 0), (self.proprio_dim, self.proprio_dim)):
+            raise ValueError(
+                f"proprio_mean and proprio_scale must both be empty or hold proprio_dim ({self.proprio_dim}) "
+                f"values, got {stats[0]} and {stats[1]}"
+            )
+        if not all(math.isfinite(v) for v in self.proprio_mean) or not all(
+            math.isfinite(v) and v > 0 for v in self.proprio_scale
+        ):
+            raise ValueError("proprio_mean must be finite and proprio_scale finite and positive")
         _check_int("shift_px", self.shift_px, 0)
         _check_int("ambiguity_steps", self.ambiguity_steps, 0)
         _check_int("seed", self.seed, 0)
@@ -124,7 +142,7 @@ class ClassifierConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("tasks", "cameras", "encoder_widths"):
+        for key in ("tasks", "cameras", "encoder_widths", "proprio_mean", "proprio_scale"):
             out[key] = list(out[key])
         return out
 

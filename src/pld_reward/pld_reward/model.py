@@ -60,6 +60,16 @@ class ResNet10Encoder(nn.Module):
         return jnp.mean(x, axis=(-3, -2))
 
 
+PROPRIO_CLIP = 10.0  # normalised values beyond this many scales are a fault, not information
+
+
+def normalise_proprio(proprio: jax.Array, cfg: ClassifierConfig) -> jax.Array:
+    """(proprio - mean) / scale with the config's fitted numbers (identity before they are fitted)."""
+    if cfg.proprio_mean:
+        proprio = (proprio - jnp.asarray(cfg.proprio_mean)) / jnp.asarray(cfg.proprio_scale)
+    return jnp.clip(proprio, -PROPRIO_CLIP, PROPRIO_CLIP)
+
+
 class SuccessClassifierNet(nn.Module):
     """images [B, C, H, W, 3] float, proprio [B, P] (P may be 0), stage [B] int -> success logit [B]."""
 
@@ -73,7 +83,7 @@ class SuccessClassifierNet(nn.Module):
         features = ResNet10Encoder(tuple(cfg.encoder_widths))(flat).reshape((batch, -1))
         parts = [features]
         if cfg.use_proprio:
-            parts.append(nn.LayerNorm()(proprio))
+            parts.append(normalise_proprio(proprio, cfg))
         stage_one_hot = jax.nn.one_hot(stage, cfg.num_stages)
         if cfg.num_stages > 1 and cfg.stage_mode == "input":
             parts.append(stage_one_hot)

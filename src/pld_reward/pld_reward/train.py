@@ -199,6 +199,24 @@ def evaluate(
     ]
 
 
+MIN_PROPRIO_SCALE = 1e-3  # 1 mm or 1 mrad: a value that hardly moves in training is not blown up
+
+
+def fit_proprio_normalisation(cfg: ClassifierConfig, train: FrameSet) -> ClassifierConfig:
+    """`cfg` with proprio_mean/scale from the training frames, when it reads proprio and has none yet
+    (a classifier being fine-tuned, as in mining, keeps the numbers its parameters were trained with)."""
+    if not cfg.use_proprio or cfg.proprio_mean or len(train) == 0:
+        return cfg
+    values = np.asarray(train.proprio, np.float64)[:, : cfg.proprio_dim]
+    if values.shape[1] != cfg.proprio_dim:
+        raise ValueError(
+            f"the frames hold {values.shape[1]} proprio values, the config reads {cfg.proprio_dim}"
+        )
+    mean = tuple(float(v) for v in values.mean(axis=0))
+    scale = tuple(float(v) for v in np.maximum(values.std(axis=0), MIN_PROPRIO_SCALE))
+    return cfg.replace(proprio_mean=mean, proprio_scale=scale)
+
+
 def train_classifier(
     cfg: ClassifierConfig,
     frames: FrameSet,
@@ -212,6 +230,7 @@ def train_classifier(
     # ambiguous frames (next to a label change) teach nothing but label noise
     train = frames.select(train_mask & ~frames.ambiguous(cfg.ambiguity_steps))
     held = frames.select(held_mask)
+    cfg = fit_proprio_normalisation(cfg, train)
     params, losses = fit(cfg, train, out_dir, init=init, progress=progress)
     calibration = calibrate(cfg, params, held)
     calibration.update(

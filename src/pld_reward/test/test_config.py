@@ -6,6 +6,8 @@ from pld_reward.config import ClassifierConfig
 def test_round_trip_and_stage_ids() -> None:
     cfg = ClassifierConfig(tasks=("gpu_insertion_stage1", "gpu_insertion_stage2"))
     assert ClassifierConfig.from_dict(cfg.to_dict()) == cfg
+    fitted = ClassifierConfig(use_proprio=True, proprio_mean=[0.5] * 15, proprio_scale=[0.1] * 15)
+    assert ClassifierConfig.from_dict(fitted.to_dict()) == fitted and hash(fitted)
     assert cfg.num_stages == 2 and cfg.pool == 2
     assert cfg.stage_of_task("gpu_insertion_stage2") == 2
     assert cfg.stage_index(1) == 0 and cfg.stage_index(2) == 1
@@ -29,6 +31,9 @@ def test_round_trip_and_stage_ids() -> None:
         ({"target_precision": 1.0}, "target_precision"),
         ({"encoder_widths": (8, 8)}, "encoder_widths"),
         ({"train_steps": 0}, "train_steps"),
+        ({"proprio_mean": (0.0,) * 15}, "proprio_mean and proprio_scale"),
+        ({"proprio_mean": (0.0,) * 3, "proprio_scale": (1.0,) * 3}, "proprio_dim"),
+        ({"proprio_mean": (0.0,) * 15, "proprio_scale": (0.0,) * 15}, "positive"),
     ],
 )
 def test_bad_values_are_refused(changes: dict, message: str) -> None:

@@ -7,7 +7,15 @@ from pld_reward import checkpoint
 from pld_reward.classifier import SuccessClassifier
 from pld_reward.frames import concat
 from pld_reward.preprocess import FrameError
-from pld_reward.train import TRAIN_STATE_FILE, balanced_indices, fit, split_episodes, train_classifier
+from pld_reward.train import (
+    MIN_PROPRIO_SCALE,
+    TRAIN_STATE_FILE,
+    balanced_indices,
+    fit,
+    fit_proprio_normalisation,
+    split_episodes,
+    train_classifier,
+)
 
 
 def _frames(make_episode, cfg, episodes=16, task="pick_cube", first_seed=0):
@@ -107,3 +115,33 @@ def test_broken_checkpoints_fail_with_clear_errors(tmp_path: Path, tiny_cfg) -> 
     (folder / checkpoint.META_FILE).write_text("{not json")
     with pytest.raises(checkpoint.CheckpointError, match="corrupted or not a classifier"):
         SuccessClassifier.load(folder)
+
+
+def test_proprio_normalisation_is_fitted_on_training_frames_saved_and_applied(
+    tmp_path: Path, tiny_cfg, make_episode
+) -> None:
+    """A TCP height in metres next to joint angles of a radian: each value gets its own mean and scale
+    (a LayerNorm across the vector would drown the centimetres), fitted once and kept by the checkpoint."""
+    import jax.numpy as jnp
+
+    from pld_reward.model import PROPRIO_CLIP, init_params, normalise_proprio
+
+    cfg = tiny_cfg.replace(use_proprio=True)
+    frames = _frames(make_episode, cfg, 8)
+    rng = np.random.default_rng(0)
+    frames.proprio[:] = rng.normal(0.0, 1.0, frames.proprio.shape)
+    frames.proprio[:, 2] = rng.normal(0.08, 0.01, len(frames))
+    frames.proprio[:, 7] = 0.04  # never moves: a floored scale, not a division by 0
+    fitted = fit_proprio_normalisation(cfg, frames)
+    assert fitted.proprio_mean[2] == pytest.approx(float(frames.proprio[:, 2].mean()), rel=1e-5)
+    assert fitted.proprio_scale[2] == pytest.approx(float(frames.proprio[:, 2].std()), rel=1e-4)
+    assert fitted.proprio_scale[7] == MIN_PROPRIO_SCALE
+    assert fit_proprio_normalisation(fitted, frames) is fitted  # fine-tuning keeps its numbers
+    assert fit_proprio_normalisation(tiny_cfg, frames) is tiny_cfg  # images only: nothing to fit
+    values = np.asarray(normalise_proprio(jnp.asarray(frames.proprio), fitted))
+    assert abs(values[:, 2].mean()) < 1e-3 and values[:, 2].std() == pytest.approx(1.0, rel=1e-3)
+    far = frames.proprio[:1].copy()
+    far[0, 2] = 100.0  # a fault, not information: clipped
+    assert float(normalise_proprio(jnp.asarray(far), fitted)[0, 2]) == PROPRIO_CLIP
+    checkpoint.save(tmp_path / "clf", fitted, init_params(fitted), {"thresholds": [0.5]})
+    assert SuccessClassifier.load(tmp_path / "clf").cfg == fitted
