@@ -58,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train and calibrate the classifier on collected frames")
     _common(train)
     train.add_argument(
-        "--frames", nargs="+", default=None, help="frame-set directories (default <root>/frames/train)"
+        "--frames",
+        nargs="+",
+        default=None,
+        help="frame-set directories (default <root>/frames/train and what mining added under "
+        "<root>/mining: every round's rollouts and the false positives)",
     )
     train.add_argument(
         "--holdout", type=float, default=0.25, help="fraction of episodes held out to calibrate"
@@ -142,11 +146,14 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from pld_reward.frames import load_frames
+    from pld_reward.mining import mining_frame_dirs
     from pld_reward.train import train_classifier
 
     cfg = classifier_config(args)
     root = _root(args)
-    frames, problems = load_frames(args.frames or [root / "frames" / "train", *_mined(root)])
+    frames, problems = load_frames(
+        args.frames or [root / "frames" / "train", *mining_frame_dirs(root / "mining")]
+    )
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     out = root / "classifier"
@@ -187,11 +194,6 @@ def _frames(args: argparse.Namespace) -> int:
     frames, problems = load_frames(args.dirs)
     print(json.dumps({**frames.summary(), "unreadable": problems}, indent=1))
     return 0
-
-
-def _mined(root: Path) -> list[Path]:
-    mined = root / "mining" / "mined"
-    return [mined] if mined.is_dir() else []
 
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 from pld_reward import checkpoint
 from pld_reward.collect import CollectConfig, collect, keep_mask
 from pld_reward.frames import load_frames, read_episode, write_episode
-from pld_reward.mining import MINED_DIR, MiningConfig, mine
+from pld_reward.mining import MINED_DIR, MiningConfig, mine, mining_frame_dirs
 from pld_reward.model import init_params
 
 
@@ -54,6 +54,11 @@ def test_mining_adds_false_positives_as_negatives_and_retrains(
     shard = read_episode(mined[0])
     assert shard.meta["source"] == "mined0_expert" and len(shard.labels) == first["false_positives"]
     assert not shard.labels.any()
+    # retrained on the first training set, the round's whole rollouts and its false positives once more
+    round_frames, _ = load_frames([tmp_path / "work" / "round0"])
+    assert first["retrained"]["frames"] == 16 * 12 + len(round_frames) + first["false_positives"]
+    added = [tmp_path / "work" / d for d in ("round0", "round1", MINED_DIR)]  # round 1: judged, the last
+    assert mining_frame_dirs(tmp_path / "work") == added
     retrained = checkpoint.load(tmp_path / "clf")[2]
     assert retrained["thresholds"] == first["retrained"]["thresholds"] != [0.0]
     assert (tmp_path / "work" / "mining_report.json").is_file()
