@@ -24,7 +24,7 @@ class ClassifierConfig:
     cameras: tuple[str, ...] = ("side", "wrist")
     image_size: int = 128  # the camera frames' size (square), as the sim and the VLA use them
     input_size: int = 64  # what the encoder sees: image_size average-pooled by an integer factor
-    use_proprio: bool = False  # images alone by default; peg_insertion needs it (README, "Measured")
+    use_proprio: bool = False  # images alone by default: proprio helped neither task (README, "Measured")
     proprio_dim: int = 15  # the first proprio_dim values of the observation's proprio
     # Per-value normalisation of the proprio ((x - mean) / scale): fitted on the training frames by `train`
     # when empty. Fixed numbers, not a LayerNorm across the vector: a 1 cm change of the TCP height or of
