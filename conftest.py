@@ -13,8 +13,20 @@ from pathlib import Path
 
 import pytest
 
-# Domain ids 1..101 map to valid Fast DDS port ranges; 0 is the default that other users share.
-_DOMAIN_RANGE = range(1, 102)
+
+def _worker_domains() -> range:
+    """Domain ids 1..101 map to valid Fast DDS port ranges; 0 is the default that other users share.
+
+    Under pytest-xdist each worker draws from its own residue class, so two tests running at the same
+    time in different workers can never share a domain.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    return range(1 + index, 102, max(count, 1))
+
+
+_DOMAIN_RANGE = _worker_domains()
 _rng = random.Random(os.getpid())
 
 
