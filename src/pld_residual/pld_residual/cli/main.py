@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pld_vla_server.pretrain", "train the base VLA on scripted-expert demonstrations"),
     "learn": ("pld_residual.cli.learn", "stage 1: learn a residual RL specialist (or a baseline) in sim"),
     "reward": ("pld_reward.cli", "success classifier: collect labelled frames, train, mine false positives"),
+    "collect": (
+        "pld_residual.cli.collect",
+        "stage 2: roll out a data source (PLD probing, ...), keep successes as bags",
+    ),
     "dataset": ("pld_residual.cli.dataset", "PLD datasets (episode bags): info, verify"),
 }
 
