@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "pld_residual.cli.collect",
         "stage 2: roll out a data source (PLD probing, ...), keep successes as bags",
     ),
+    "distill": ("pld_residual.cli.distill", "stage 3: fine-tune the base VLA on collected datasets (SFT)"),
     "dataset": ("pld_residual.cli.dataset", "PLD datasets (episode bags): info, verify"),
 }
 
