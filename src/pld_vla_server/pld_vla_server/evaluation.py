@@ -58,9 +58,13 @@ def to_vla_observation(obs: dict[str, Any], cameras: tuple[str, ...] | None = No
     )
 
 
-def run_policy_episode(backend: VLABackend, env, seed: int, execute_steps: int | None) -> dict[str, Any]:
-    """One seeded episode under the backend; returns its outcome and timing."""
+def run_policy_episode(
+    backend: VLABackend, env, seed: int, execute_steps: int | None, trace: bool = False
+) -> dict[str, Any]:
+    """One seeded episode under the backend; returns its outcome and timing (and with `trace` the TCP
+    path, [T + 1][3] in m, from proprio[:3] = tcp_x, tcp_y, tcp_z)."""
     obs, info = env.reset(seed=seed)
+    path = [np.asarray(obs["proprio"][:3], float).round(4).tolist()] if trace else None
     cameras = backend.input_spec.cameras
     terminated = truncated = False
     predictions, inference_s = 0, 0.0
@@ -72,15 +76,20 @@ def run_policy_episode(backend: VLABackend, env, seed: int, execute_steps: int |
         steps = chunk.horizon if execute_steps is None else min(execute_steps, chunk.horizon)
         for action in chunk.actions[:steps]:
             obs, _, terminated, truncated, info = env.step(action)
+            if path is not None:
+                path.append(np.asarray(obs["proprio"][:3], float).round(4).tolist())
             if terminated or truncated:
                 break
-    return {
+    outcome = {
         "seed": seed,
         "success": bool(info["success"]),
         "length": int(env.step_count),
         "predictions": predictions,
         "inference_ms_mean": round(1e3 * inference_s / max(1, predictions), 2),
     }
+    if path is not None:
+        outcome["tcp_path"] = path
+    return outcome
 
 
 def evaluate_backend(
@@ -93,6 +102,7 @@ def evaluate_backend(
     progress: bool = True,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
     desc: str | None = None,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Success rate, 95 % Wilson CI, mean length and per-seed outcomes of `backend` on `task`.
 
@@ -110,7 +120,7 @@ def evaluate_backend(
     start = time.perf_counter()
     with tqdm(total=episodes, desc=desc or f"eval {task}", unit="ep", disable=not progress) as bar:
         for index in range(episodes):
-            outcome = run_policy_episode(backend, env, first_seed + index, execute_steps)
+            outcome = run_policy_episode(backend, env, first_seed + index, execute_steps, trace)
             outcomes.append(outcome)
             successes = sum(o["success"] for o in outcomes)
             bar.update(1)

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help). Later issues add learn, collect, distill, eval, dataset, run.
+# name -> (module, one-line help). Issue 8 adds run.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("pld_residual.cli.doctor", "check that this machine can run the PLD stack"),
     "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "stage 2: roll out a data source (PLD probing, ...), keep successes as bags",
     ),
     "distill": ("pld_residual.cli.distill", "stage 3: fine-tune the base VLA on collected datasets (SFT)"),
+    "eval": ("pld_residual.cli.eval", "success rate (95 % CI) of VLA checkpoints on seeded sim episodes"),
     "dataset": ("pld_residual.cli.dataset", "PLD datasets (episode bags): info, verify"),
 }
 
