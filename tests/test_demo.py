@@ -1,21 +1,66 @@
-"""`pld demo` (what `make demo` runs) finishes and writes its summary and plots."""
+"""`pld demo --budget smoke` (`make demo` in CI form): every stage's files, and resumption after Ctrl-C."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+PNG = b"\x89PNG\r\n\x1a\n"
 
-def test_demo_writes_summary_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "pld_residual.cli", "demo", "--out", str(out), "--episodes", "2"]
-    cmd += ["--seed", "3"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+def _demo(out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pld_residual.cli",
+        "demo",
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def test_smoke_demo_interrupted_in_the_learn_stage_resumes_and_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    child = subprocess.Popen(_demo(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = out / "learn" / "checkpoint" / "loop.json"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)  # Ctrl-C in the middle of stage 2
+    output, _ = child.communicate(timeout=120)
+    assert child.returncode == 130, output
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert stages["base"]["status"] == "done" and stages["learn"]["status"] == "interrupted"
+
+    result = subprocess.run(_demo(out), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "[1/5] base: done" in result.stdout  # not redone
     summary = json.loads((out / "summary.json").read_text())
-    assert [e["seed"] for e in summary["episodes"]] == [3, 4]
-    assert summary["success_rate"] == 1.0 and summary["instruction"] == "pick up the blue cube"
-    for png in ("frames.png", "tcp_height.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(stage["status"] == "done" for stage in summary["stages"].values())
+    learn = json.loads((out / "learn" / "summary.json").read_text())
+    assert learn["complete"] and learn["env_steps"] == 300  # resumed to the full smoke budget
+    assert [(r["model"], r["task"], r["episodes"]) for r in summary["eval"]] == [
+        ("base", "pick_cube", 2), ("pld", "pick_cube", 2)
+    ]  # fmt: skip
+    assert summary["headline"]["collect_attempts"] == 2 and summary["distill"]["episodes"] == 2
+    index = json.loads((out / "collect" / "index.json").read_text())["episodes"]
+    assert [r["source"] for r in index] == ["pld", "pld"] and all(r["length"] > 0 for r in index)
+    for png in ("eval/success.png", "eval/trajectories.png", "learn/curve.png"):
+        assert (out / png).read_bytes()[:8] == PNG, png
+    report = (out / "report.md").read_text()
+    assert "claim nothing" in report and "eval/success.png" in report
+    verify = subprocess.run(
+        [sys.executable, "-m", "pld_residual.cli", "dataset", "verify", str(out / "collect")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    again = subprocess.run(_demo(out), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.count(": done") == 5  # everything finished: nothing reruns

@@ -27,10 +27,14 @@ MANIFEST = "distill.json"
 MODEL_DIR = "model"
 TRAIN_DIR = "train"
 # settings a resumed run must share with the interrupted one (steps may grow: training continues)
-FIXED_SETTINGS = ("base_model_id", "datasets", "mode", "batch_size", "learning_rate", "seed", "tasks")
+FIXED_SETTINGS = (
+    "base_model_id", "datasets", "mode", "batch_size", "learning_rate", "seed", "tasks", "only_successful"
+)  # fmt: skip
 
 
-def load_sft_data(paths: Sequence[Path], tasks: Sequence[str] | None = None) -> tuple[list[Any], list[dict]]:
+def load_sft_data(
+    paths: Sequence[Path], tasks: Sequence[str] | None = None, only_successful: bool = True
+) -> tuple[list[Any], list[dict]]:
     """Successful episodes of every dataset, and what each dataset contributed (for the manifest)."""
     from pld_residual.dataset.index import load_index
     from pld_residual.dataset.reader import load_dataset
@@ -40,19 +44,20 @@ def load_sft_data(paths: Sequence[Path], tasks: Sequence[str] | None = None) -> 
     episodes, seen = [], []
     for path in map(Path, paths):
         if (path / "index.json").is_file():
-            part = load_dataset(path, only_successful=True, tasks=list(tasks) if tasks else None)
+            part = load_dataset(path, only_successful=only_successful, tasks=list(tasks) if tasks else None)
             used = {e.meta["bag"] for e in part}
             digests = {r["bag"]: r.get("sha256") for r in load_index(path) if r["bag"] in used}
             entry = {"format": "pld-bags", "bags": dict(sorted(digests.items()))}
         elif (path / NPZ_MANIFEST).is_file():
-            part = [e for e in load_episodes(path) if not tasks or e.task in tasks]
+            part = [e for e in load_episodes(path, only_successful) if not tasks or e.task in tasks]
             entry = {"format": "npz"}
         else:
             raise FileNotFoundError(
                 f"{path} is neither a PLD dataset (index.json) nor a trajectory dir (manifest.json)"
             )
         if not part:
-            raise ValueError(f"{path} has no successful episodes" + (f" of {list(tasks)}" if tasks else ""))
+            what = "successful episodes" if only_successful else "episodes"
+            raise ValueError(f"{path} has no {what}" + (f" of {list(tasks)}" if tasks else ""))
         episodes += part
         seen.append(
             {
@@ -80,6 +85,7 @@ def distill(
     progress: bool = True,
     num_threads: int | None = None,
     checkpoint_every: int = 100,
+    only_successful: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the VLA at `base_dir` on `datasets`; writes `<out>/model/` and `<out>/distill.json`."""
     from tqdm import tqdm
@@ -105,11 +111,12 @@ def distill(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "only_successful": only_successful,
     }
     previous = _previous(out, settings)
     if previous is not None and previous.get("complete") and previous["settings"]["steps"] == steps:
         return previous  # nothing left to do
-    episodes, seen = load_sft_data(datasets, tasks)
+    episodes, seen = load_sft_data(datasets, tasks, only_successful)
     if previous is None:  # claim `out` for these settings before the first checkpoint exists
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / MANIFEST, (json.dumps({"complete": False, "settings": settings}) + "\n").encode())

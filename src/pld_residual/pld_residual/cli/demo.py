@@ -1,8 +1,15 @@
-"""Run the main job on the simulated robot and write its results under runs/.
+"""`pld demo` (= `make demo`): the whole PLD pipeline on the simulated robot, from a fresh checkout.
 
-Until the PLD pipeline exists (pretrain -> evaluate base -> learn -> collect -> distill -> evaluate)
-this runs scripted-expert episodes of `pick_cube` on the simulated Franka FR3 and writes a summary,
-the camera frames and the cube-height curve.
+Stages, each an ordinary `pld` command writing its own directory under the run:
+  1. base     `pld pretrain` (default budget: reuse runs/base_vla when it is complete, it is the cache)
+  2. learn    `pld learn`: the residual RL specialist on the frozen base
+  3. collect  `pld collect`: probing rollouts (base prefix, then the specialist), successes as bags
+  4. distill  `pld distill`: SFT of the base on the collected dataset
+  5. eval     `pld eval`: base and distilled VLA on the same seeds, in distribution and on
+              pick_cube_cluttered, with 95 % intervals and end-effector paths
+then `summary.json` and `report.md` (with the plots). Re-running the same command skips finished stages and
+resumes the interrupted one (every stage resumes on its own). `--budget smoke` runs every stage at a toy
+size in a few minutes: it checks files, shapes and resumption, and claims nothing about success.
 """
 
 from __future__ import annotations
@@ -12,8 +19,27 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pld_residual.cli.workspace import workspace_root
+
+STAGES = ("base", "learn", "collect", "distill", "eval")
+STATE = "stages.json"
+BUDGETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "learn": ["--steps", "20000"],
+        "collect": ["--episodes", "200"],
+        "distill": ["--steps", "2000"],
+        "eval": ["--episodes", "50", "--tasks", "{task}", "{task}_cluttered"],
+    },
+    "smoke": {  # toy sizes: the random-ish base succeeds nowhere, so failures are collected and trained on
+        "base": ["--budget", "smoke", "--heads", "flow", "--no-eval", "--workers", "1"],
+        "learn": ["--budget", "smoke"],
+        "collect": ["--episodes", "1", "--max-attempts", "2", "--keep-failures"],
+        "distill": ["--steps", "5", "--batch-size", "8", "--include-failures"],
+        "eval": ["--episodes", "2", "--tasks", "{task}"],
+    },
+}
 
 
 def default_out_dir(name: str) -> Path:
@@ -22,72 +48,162 @@ def default_out_dir(name: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<time>-demo)")
-    parser.add_argument("--task", default="pick_cube", help="simulated task (default: %(default)s)")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes to run (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="first episode's seed (default: %(default)s)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add = parser.add_argument
+    add("--budget", choices=sorted(BUDGETS), default="default", help="default: the real run; smoke: CI")
+    add("--task", default="pick_cube", choices=("pick_cube", "peg_insertion"), help="default: %(default)s")
+    add("--out", type=Path, default=None, help="run directory (default: runs/<time>-demo); re-run to resume")
+    add("--quiet", action="store_true", help="no progress bars")
+
+
+def _learn_config_file(task: str) -> Path | None:
+    """The shipped settings for `task` (src/pld_residual/config/learn_<task>.yaml), when there are any."""
+    candidates = [Path(__file__).resolve().parents[2] / "config" / f"learn_{task}.yaml"]
+    root = workspace_root()
+    if root is not None:
+        candidates.append(root / "src" / "pld_residual" / "config" / f"learn_{task}.yaml")
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def _base_dir(args: argparse.Namespace, out: Path) -> Path:
+    if args.budget == "smoke":
+        return out / "base_vla"
+    return (workspace_root() or Path.cwd()) / "runs" / "base_vla"  # the shared cache of `pld pretrain`
+
+
+def stage_commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
+    """The `pld` command line of each stage."""
+    budget = {k: [part.format(task=args.task) for part in v] for k, v in BUDGETS[args.budget].items()}
+    base = _base_dir(args, out)
+    quiet = ["--quiet"] if args.quiet else []
+    learn = ["learn", "--task", args.task, "--base", str(base / "flow"), "--out", str(out / "learn")]
+    config = _learn_config_file(args.task)
+    if config is not None:
+        learn += ["--config-file", str(config)]
+    return {
+        "base": ["pretrain", "--out", str(base), *budget.get("base", []), *quiet],
+        "learn": [*learn, *budget["learn"], *quiet],
+        "collect": ["collect", "--specialist", str(out / "learn"), "--out", str(out / "collect"),
+                    *budget["collect"], *quiet],
+        "distill": ["distill", "--data", str(out / "collect"), "--base", str(base / "flow"),
+                    "--out", str(out / "distill"), *budget["distill"], *quiet],
+        "eval": ["eval", "--vla", str(base / "flow"), str(out / "distill" / "model"),
+                 "--label", "base", "pld", "--trajectories", str(out / "collect"), "--out", str(out / "eval"),
+                 *budget["eval"], *quiet],
+    }  # fmt: skip
+
+
+def _base_is_complete(base: Path) -> bool:
+    summary = base / "summary.json"
+    return summary.is_file() and bool(json.loads(summary.read_text()).get("complete"))
 
 
 def run(args: argparse.Namespace) -> int:
-    import matplotlib
+    from pld_residual.cli.main import main
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from tqdm import tqdm
-
-    import pld_sim
-    from pld_sim.experts import make_expert
-
-    if args.episodes < 1:
-        raise SystemExit("pld demo: --episodes must be at least 1")
-    out = args.out or default_out_dir("demo")
+    out = (args.out or default_out_dir("demo")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"pld demo: the PLD pipeline is not built yet; running {args.episodes} scripted-expert "
-        f"episode(s) of {args.task} on the simulated robot."
-    )
-    env = pld_sim.make(args.task)
-    start = time.perf_counter()
-    episodes, strip, heights = [], [], []
-    for episode in tqdm(range(args.episodes), desc=args.task, unit="episode"):
-        seed = args.seed + episode
-        obs, info = env.reset(seed=seed)
-        expert = make_expert(env, seed=seed)
-        frames, tcp_heights = [obs["images"]["side"]], [float(obs["proprio"][2])]
-        terminated = truncated = False
-        while not (terminated or truncated):
-            obs, _, terminated, truncated, info = env.step(expert.act(obs))
-            frames.append(obs["images"]["side"])
-            tcp_heights.append(float(obs["proprio"][2]))
-        episodes.append({"seed": seed, "success": bool(info["success"]), "steps": env.step_count})
-        heights.append(tcp_heights)
-        if episode == 0:
-            strip = [*frames[:: max(1, len(frames) // 6)][:6], frames[-1]]
-    elapsed = time.perf_counter() - start
+    state_path = out / STATE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("budget", args.budget) != args.budget or state.get("task", args.task) != args.task:
+        raise SystemExit(
+            f"pld demo: {out} holds a {state['budget']} run of {state['task']}; use another --out"
+        )
+    state.update(budget=args.budget, task=args.task)
+    state.setdefault("stages", {})
+    commands = stage_commands(args, out)
+    print(f"pld demo: {args.task}, {args.budget} budget -> {out}")
+    for number, name in enumerate(STAGES, 1):
+        done = state["stages"].get(name, {}).get("status") == "done"
+        if name == "base" and args.budget == "default" and _base_is_complete(_base_dir(args, out)):
+            done = True  # the cached base
+        if done:
+            print(f"[{number}/{len(STAGES)}] {name}: done")
+            continue
+        print(f"[{number}/{len(STAGES)}] {name}: pld {' '.join(commands[name])}")
+        start = time.perf_counter()
+        code = main(commands[name])
+        entry = state["stages"].setdefault(name, {"wall_time_s": 0.0})
+        entry["wall_time_s"] = round(entry["wall_time_s"] + time.perf_counter() - start, 1)
+        entry["command"] = ["pld", *commands[name]]
+        # an incomplete collection (too few successes) still gives a dataset; smoke runs rely on that
+        ok = code == 0 or (name == "collect" and code == 1 and args.budget == "smoke")
+        entry["status"] = "done" if ok else ("interrupted" if code == 130 else f"failed ({code})")
+        state_path.write_text(json.dumps(state, indent=2) + "\n")
+        if not ok:
+            print(f"pld demo: stage {name} {entry['status']}; re-run the same command to resume")
+            return code or 1
+    summary = write_report(out, state)
+    print(json.dumps(summary["headline"], indent=2))
+    print(f"results: {out}/summary.json, report.md")
+    return 0
 
-    plt.imsave(out / "frames.png", np.concatenate(strip, axis=1))
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for record, tcp in zip(episodes, heights, strict=True):
-        ax.plot(np.arange(len(tcp)) / env.cfg.control_hz, tcp, label=f"seed {record['seed']}")
-    ax.set_xlabel("time [s]")
-    ax.set_ylabel("TCP height [m]")
-    ax.set_title(f"{args.task}: scripted expert")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "tcp_height.png", dpi=100)
-    plt.close(fig)
 
-    successes = sum(e["success"] for e in episodes)
+def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """summary.json (every stage's key numbers) and report.md (the same, with the plots)."""
+    learn = json.loads((out / "learn" / "summary.json").read_text())
+    collect = json.loads((out / "collect" / "collect_summary.json").read_text())
+    distill = json.loads((out / "distill" / "distill.json").read_text())
+    results = json.loads((out / "eval" / "eval.json").read_text())["results"]
+    by = {(r["model"], r["task"]): r for r in results}
+    task = state["task"]
+    headline = {
+        "task": task,
+        "base": _rate(by.get(("base", task))),
+        "pld_distilled": _rate(by.get(("pld", task))),
+        "specialist_final": learn.get("final_success_rate"),
+        "collected_episodes": collect["kept"],
+        "collect_attempts": collect["attempts"],
+        "wall_time_s": round(sum(s["wall_time_s"] for s in state["stages"].values()), 1),
+    }
     summary = {
-        "job": "scripted-expert-episodes",
-        "task": args.task,
-        "instruction": obs["instruction"],
-        "episodes": episodes,
-        "success_rate": successes / len(episodes),
-        "wall_time_s": round(elapsed, 2),
+        "headline": headline,
+        "budget": state["budget"],
+        "stages": state["stages"],
+        "learn": {
+            k: learn.get(k) for k in ("final_success_rate", "final_ci95", "best_success_rate", "env_steps")
+        },
+        "collect": collect,
+        "distill": {k: distill[k] for k in ("model_id", "episodes", "samples", "loss_first", "loss_last")},
+        "eval": results,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
-    print(f"results: {out}/summary.json, frames.png, tcp_height.png")
-    return 0 if successes == len(episodes) else 1
+    rows = "\n".join(
+        f"| {r['model']} | {r['task']} | {r['successes']}/{r['episodes']} | {r['success_rate']:.0%} "
+        f"| {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} |"
+        for r in results
+    )
+    stages = "\n".join(
+        f"| {name} | {s['status']} | {s['wall_time_s']:.0f} s |" for name, s in state["stages"].items()
+    )
+    smoke = (
+        "\n**Smoke budget: toy sizes, these numbers claim nothing.**\n" if state["budget"] == "smoke" else ""
+    )
+    report = f"""# PLD demo: {task}
+{smoke}
+| model | task | successes | rate | 95 % CI |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Specialist (stage 1) final success: {headline["specialist_final"]}; collected {collect["kept"]} successful
+PLD episodes in {collect["attempts"]} attempts; distilled on {distill["episodes"]} episodes
+(loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}).
+
+![success before and after](eval/success.png)
+
+![specialist learning curve](learn/curve.png)
+
+![end-effector paths](eval/trajectories.png)
+
+| stage | status | wall time |
+| --- | --- | --- |
+{stages}
+"""
+    (out / "report.md").write_text(report)
+    return summary
+
+
+def _rate(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"success_rate": result["success_rate"], "ci95": result["ci95"], "episodes": result["episodes"]}

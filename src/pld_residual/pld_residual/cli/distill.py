@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--lr", type=float, default=3e-4, help="peak learning rate (default: %(default)s)")
     add("--tasks", nargs="+", default=None, help="only these tasks' episodes")
     add("--seed", type=int, default=0, help="default: %(default)s")
+    add("--include-failures", action="store_true", help="train on failed episodes too (smoke runs only)")
     add("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints")
     add("--out", type=Path, default=None, help="output directory; an unfinished run there is resumed")
     add("--quiet", action="store_true", help="no progress bar")
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = distill(
             args.base or default_base_dir(), args.data, out, args.mode, args.steps, args.batch_size, args.lr,
             args.seed, args.tasks, progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+            only_successful=not args.include_failures,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"pld distill: {exc}") from exc
