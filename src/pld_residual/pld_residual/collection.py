@@ -7,6 +7,8 @@ Sources (`SOURCES`), as compared in the paper (Sections 4.2-4.3):
   prefix too (only RL replay leaves it out).
 - `rl_expert`: the specialist from the first step (no probing).
 - `base`: the base alone ("self-bootstrap": its own successes).
+- `scripted_expert`: the task's scripted expert with action noise (`expert_noise`), our stand-in for
+  human teleoperation; its commands carry provenance `human`.
 
 An episode is kept when the reward source (the success classifier on a robot, the predicate in sim) says
 success; in simulation the predicate must confirm it, and a classifier success it does not confirm is
@@ -39,7 +41,8 @@ COLLECT_FIRST_SEED = 2_000_000  # disjoint from evaluation (10 000), offline (50
 SEED_STRIDE = 10_000_000
 STATE_FILE = "collect_state.json"
 STEP_NS = 50_000_000  # 20 Hz control: bag time advances one control period per step
-SOURCES = ("pld", "rl_expert", "base")
+SOURCES = ("pld", "rl_expert", "base", "scripted_expert")
+HUMAN = 2  # ActionCommand.PROVENANCE_HUMAN
 RESUMABLE_CHANGES = frozenset({"episodes", "max_attempts"})
 PHASE = {name: value for value, name in topics.PHASES.items()}
 END = {name: value for value, name in topics.END_REASONS.items()}
@@ -61,6 +64,7 @@ class CollectConfig:
     seed: int = 0
     deterministic: bool = True  # the specialist's mean action (its evaluated behaviour)
     keep_failures: bool = False  # also write failed attempts (success false in the index)
+    expert_noise: float = 0.05  # scripted_expert: action noise, as in the pretraining demos
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -98,7 +102,7 @@ class Specialist:
 def _t_base(cfg: CollectConfig, rng: np.random.Generator, time_limit: int) -> int:
     if cfg.source == "base":
         return time_limit
-    if cfg.source == "rl_expert":
+    if cfg.source in ("rl_expert", "scripted_expert"):
         return 0
     return sample_base_steps(rng, cfg.probing_alpha, time_limit)
 
@@ -139,6 +143,7 @@ def _run_episode(
     specialist: Specialist | None,
     cfg: CollectConfig,
     t_base: int,
+    expert: Any = None,
 ) -> dict[str, Any]:
     """One attempt from its reset observation, written step by step; the caller keeps or drops it."""
     proprio_names = _proprio_names(env, obs)
@@ -151,9 +156,12 @@ def _run_episode(
     while True:
         raw = obs.raw
         episode.add_observation(step, stamp, raw["images"], raw["proprio"], proprio_names)
-        if step == t_base and t_base < env.time_limit_steps:
+        if step == t_base and t_base < env.time_limit_steps and expert is None:
             episode.add_phase(stamp, PHASE["residual"], step)
-        env_action, residual, provenance = _act(env, obs, specialist, cfg, step, t_base)
+        if expert is not None:
+            env_action, residual, provenance = np.asarray(expert.act(raw), np.float32), None, HUMAN
+        else:
+            env_action, residual, provenance = _act(env, obs, specialist, cfg, step, t_base)
         base_phys = env.scale.to_env(obs.base_action)
         episode.add_command(step, stamp, env_action, base_phys, residual, provenance)
         obs, _reward, terminated, truncated, info = env.step(env_action)
@@ -200,7 +208,7 @@ def collect(
     """Collect into the dataset at `out` until `cfg.episodes` kept episodes (resumes an earlier run)."""
     from tqdm import tqdm
 
-    if cfg.source != "base" and specialist is None:
+    if cfg.source in ("pld", "rl_expert") and specialist is None:
         raise ValueError(f"source {cfg.source!r} needs the RL specialist (a `pld learn` run)")
     out = Path(out)
     start = time.perf_counter()
@@ -216,11 +224,12 @@ def collect(
                 rng = np.random.default_rng([cfg.seed, attempts])
                 t_base = _t_base(cfg, rng, env.time_limit_steps)
                 obs, _ = env.reset(seed=seed)
+                expert = _expert(env, cfg, seed) if cfg.source == "scripted_expert" else None
                 with dataset.episode(
                     task=cfg.task, instruction=str(obs.raw["instruction"]), seed=seed, source=cfg.source,
                     t_base=t_base, extra={"attempt": attempts, **(extra or {})},
                 ) as episode:  # fmt: skip
-                    outcome = _run_episode(env, obs, episode, specialist, cfg, t_base)
+                    outcome = _run_episode(env, obs, episode, specialist, cfg, t_base, expert)
                     if outcome["success"] or cfg.keep_failures:
                         episode.finish(outcome["success"], outcome["end_reason"], {"steps": outcome["steps"]})
                     else:
@@ -243,3 +252,13 @@ def collect(
         "wall_time_s": round(time.perf_counter() - start, 2),
         "config": cfg.to_dict(),
     }
+
+
+def _expert(env: BaseGuidedEnv, cfg: CollectConfig, seed: int) -> Any:
+    """The task's scripted expert for this attempt (it reads the simulator's state, so sim only)."""
+    from pld_sim.experts import make_expert
+    from pld_sim.experts.base import ExpertConfig
+
+    if not hasattr(env.env, "task"):
+        raise ValueError(f"source scripted_expert needs a pld_sim task env, got {type(env.env).__name__}")
+    return make_expert(env.env, ExpertConfig(noise=cfg.expert_noise), seed=seed)

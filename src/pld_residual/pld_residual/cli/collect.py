@@ -2,6 +2,7 @@
 
   pld collect --specialist runs/<learn run> [--source pld|rl_expert] [--episodes 50] [--alpha A] [--out DIR]
   pld collect --source base [--task pick_cube] [--base DIR]        # the base's own successes
+  pld collect --source scripted_expert [--task pick_cube]          # noisy scripted expert ("human")
 
 The dataset (one rosbag2 MCAP per episode + index.json, see `pld dataset info`) goes to --out (default
 runs/<time>-collect-<task>-<source>/). Re-running the same command resumes: finished episodes stay, the
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--reward-checkpoint", type=Path, default=None, help="classifier directory for --reward classifier")
     add("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
     add("--stochastic", action="store_true", help="sample the specialist's actions instead of its mean")
+    add(
+        "--expert-noise", type=float, default=0.05, help="scripted_expert action noise (default: %(default)s)"
+    )
     add("--keep-failures", action="store_true", help="also write failed attempts (success false)")
     add("--out", type=Path, default=None, help="dataset directory; an existing collection there is resumed")
     add("--quiet", action="store_true", help="no progress bar")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             policy = ResidualPolicy.load(args.specialist / "policy")
             guided = bool(summary.get("method_spec", {}).get("guided", True))
             specialist = Specialist(policy=policy, xi=float(summary["xi"]), guided=guided)
-        elif args.source != "base":
+        elif args.source in ("pld", "rl_expert"):
             raise ValueError(f"--source {args.source} needs --specialist (a `pld learn` run directory)")
         else:
             learn_cfg = LearnConfig(task=args.task or "pick_cube")
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             deterministic=not args.stochastic,
             keep_failures=args.keep_failures,
+            expert_noise=args.expert_noise,
         )
         backend = load_base_backend(args.base or learn_cfg.base_checkpoint)
         reward_name = args.reward or learn_cfg.reward

@@ -39,7 +39,19 @@ def _learn_run(tmp_path: Path) -> Path:
     return run
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Two busy cores: a second torch thread per worker only adds contention."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_collect_from_a_learn_run_writes_bags_that_verify(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -62,3 +74,20 @@ def test_collect_from_a_learn_run_writes_bags_that_verify(
         main(["collect", "--source", "rl_expert", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="not a finished `pld learn` run"):
         main(["collect", "--specialist", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_scripted_expert_source_needs_no_specialist_and_marks_its_commands_human(tmp_path: Path) -> None:
+    from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
+
+    SmallVLABackend(SmallVLAConfig(**TINY_VLA, image_size=64)).save(tmp_path / "base")
+    out = tmp_path / "expert"
+    args = ["collect", "--source", "scripted_expert", "--task", "pick_cube", "--base", str(tmp_path / "base"),
+            "--episodes", "2", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    records = load_index(out)
+    assert len(records) == 2 and all(r["success"] and r["source"] == "scripted_expert" for r in records)
+    assert all(r["provenance"] == {"human": r["length"]} and r["t_base"] == 0 for r in records)
+    episode = read_episode(out / records[0]["bag"])
+    assert episode.images["side"].shape[1:] == (64, 64, 3) and not episode.residual.any()
