@@ -13,17 +13,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _demo(out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pld_residual.cli",
-        "demo",
-        "--budget",
-        "smoke",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    command = [sys.executable, "-m", "pld_residual.cli", "demo", "--budget", "smoke", "--compare"]
+    return [*command, "--out", str(out), "--quiet"]
 
 
 def test_smoke_demo_interrupted_in_the_learn_stage_resumes_and_finishes(tmp_path: Path) -> None:
@@ -41,14 +32,17 @@ def test_smoke_demo_interrupted_in_the_learn_stage_resumes_and_finishes(tmp_path
 
     result = subprocess.run(_demo(out), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[1/5] base: done" in result.stdout  # not redone
+    assert "[1/11] base: done" in result.stdout  # not redone
     summary = json.loads((out / "summary.json").read_text())
     assert all(stage["status"] == "done" for stage in summary["stages"].values())
     learn = json.loads((out / "learn" / "summary.json").read_text())
     assert learn["complete"] and learn["env_steps"] == 300  # resumed to the full smoke budget
+    models = ["base", "pld", "scripted_expert_data", "rl_expert_data", "base_data"]
     assert [(r["model"], r["task"], r["episodes"]) for r in summary["eval"]] == [
-        ("base", "pick_cube", 2), ("pld", "pick_cube", 2)
-    ]  # fmt: skip
+        (m, "pick_cube", 2) for m in models
+    ]
+    expert = json.loads((out / "compare" / "scripted_expert" / "data" / "index.json").read_text())["episodes"]
+    assert [r["source"] for r in expert] == ["scripted_expert"] and expert[0]["success"]
     assert summary["headline"]["collect_attempts"] == 2 and summary["distill"]["episodes"] == 2
     index = json.loads((out / "collect" / "index.json").read_text())["episodes"]
     assert [r["source"] for r in index] == ["pld", "pld"] and all(r["length"] > 0 for r in index)
@@ -63,4 +57,4 @@ def test_smoke_demo_interrupted_in_the_learn_stage_resumes_and_finishes(tmp_path
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     again = subprocess.run(_demo(out), capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout.count(": done") == 5  # everything finished: nothing reruns
+    assert again.returncode == 0 and again.stdout.count(": done") == 11  # everything finished: nothing reruns

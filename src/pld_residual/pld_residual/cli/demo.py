@@ -7,6 +7,9 @@ Stages, each an ordinary `pld` command writing its own directory under the run:
   4. distill  `pld distill`: SFT of the base on the collected dataset
   5. eval     `pld eval`: base and distilled VLA on the same seeds, in distribution and on
               pick_cube_cluttered, with 95 % intervals and end-effector paths
+With `--compare` (the paper's data-source comparison), before the evaluation: as many episodes as the PLD
+collection from the scripted expert, the RL expert without probing and the base's own successes, each
+distilled into the same base, and all of them evaluated beside base and PLD;
 then `summary.json` and `report.md` (with the plots). Re-running the same command skips finished stages and
 resumes the interrupted one (every stage resumes on its own). `--budget smoke` runs every stage at a toy
 size in a few minutes: it checks files, shapes and resumption, and claims nothing about success.
@@ -23,7 +26,7 @@ from typing import Any
 
 from pld_residual.cli.workspace import workspace_root
 
-STAGES = ("base", "learn", "collect", "distill", "eval")
+COMPARED = ("scripted_expert", "rl_expert", "base")  # data sources distilled beside PLD with --compare
 STATE = "stages.json"
 BUDGETS: dict[str, dict[str, Any]] = {
     "default": {
@@ -53,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--budget", choices=sorted(BUDGETS), default="default", help="default: the real run; smoke: CI")
     add("--task", default="pick_cube", choices=("pick_cube", "peg_insertion"), help="default: %(default)s")
     add("--out", type=Path, default=None, help="run directory (default: runs/<time>-demo); re-run to resume")
+    add("--compare", action="store_true", help="also distil equal amounts of the other data sources")
     add("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,7 +76,7 @@ def _base_dir(args: argparse.Namespace, out: Path) -> Path:
 
 
 def stage_commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
-    """The `pld` command line of each stage."""
+    """The `pld` command line of each stage, in order."""
     budget = {k: [part.format(task=args.task) for part in v] for k, v in BUDGETS[args.budget].items()}
     base = _base_dir(args, out)
     quiet = ["--quiet"] if args.quiet else []
@@ -80,17 +84,57 @@ def stage_commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     config = _learn_config_file(args.task)
     if config is not None:
         learn += ["--config-file", str(config)]
-    return {
+    stages = {
         "base": ["pretrain", "--out", str(base), *budget.get("base", []), *quiet],
         "learn": [*learn, *budget["learn"], *quiet],
         "collect": ["collect", "--specialist", str(out / "learn"), "--out", str(out / "collect"),
                     *budget["collect"], *quiet],
         "distill": ["distill", "--data", str(out / "collect"), "--base", str(base / "flow"),
                     "--out", str(out / "distill"), *budget["distill"], *quiet],
-        "eval": ["eval", "--vla", str(base / "flow"), str(out / "distill" / "model"),
-                 "--label", "base", "pld", "--trajectories", str(out / "collect"), "--out", str(out / "eval"),
-                 *budget["eval"], *quiet],
     }  # fmt: skip
+    models = {"base": base / "flow", "pld": out / "distill" / "model"}
+    if args.compare:
+        for source in COMPARED:
+            where = out / "compare" / source
+            spec = ["--specialist", str(out / "learn")] if source == "rl_expert" else ["--task", args.task]
+            stages[f"collect_{source}"] = [
+                "collect",
+                "--source",
+                source,
+                *spec,
+                "--base",
+                str(base / "flow"),
+                "--out",
+                str(where / "data"),
+                *budget["collect"],
+                *quiet,
+            ]
+            stages[f"distill_{source}"] = [
+                "distill",
+                "--data",
+                str(where / "data"),
+                "--base",
+                str(base / "flow"),
+                "--out",
+                str(where / "distill"),
+                *budget["distill"],
+                *quiet,
+            ]
+            models[f"{source}_data"] = where / "distill" / "model"
+    stages["eval"] = [
+        "eval",
+        "--vla",
+        *map(str, models.values()),
+        "--label",
+        *models,
+        "--trajectories",
+        str(out / "collect"),
+        "--out",
+        str(out / "eval"),
+        *budget["eval"],
+        *quiet,
+    ]
+    return stages  # fmt: skip
 
 
 def _base_is_complete(base: Path) -> bool:
@@ -113,21 +157,21 @@ def run(args: argparse.Namespace) -> int:
     state.setdefault("stages", {})
     commands = stage_commands(args, out)
     print(f"pld demo: {args.task}, {args.budget} budget -> {out}")
-    for number, name in enumerate(STAGES, 1):
+    for number, name in enumerate(commands, 1):
         done = state["stages"].get(name, {}).get("status") == "done"
         if name == "base" and args.budget == "default" and _base_is_complete(_base_dir(args, out)):
             done = True  # the cached base
         if done:
-            print(f"[{number}/{len(STAGES)}] {name}: done")
+            print(f"[{number}/{len(commands)}] {name}: done")
             continue
-        print(f"[{number}/{len(STAGES)}] {name}: pld {' '.join(commands[name])}")
+        print(f"[{number}/{len(commands)}] {name}: pld {' '.join(commands[name])}")
         start = time.perf_counter()
         code = main(commands[name])
         entry = state["stages"].setdefault(name, {"wall_time_s": 0.0})
         entry["wall_time_s"] = round(entry["wall_time_s"] + time.perf_counter() - start, 1)
         entry["command"] = ["pld", *commands[name]]
         # an incomplete collection (too few successes) still gives a dataset; smoke runs rely on that
-        ok = code == 0 or (name == "collect" and code == 1 and args.budget == "smoke")
+        ok = code == 0 or (name.startswith("collect") and code == 1 and args.budget == "smoke")
         entry["status"] = "done" if ok else ("interrupted" if code == 130 else f"failed ({code})")
         state_path.write_text(json.dumps(state, indent=2) + "\n")
         if not ok:
@@ -155,6 +199,10 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
         "collected_episodes": collect["kept"],
         "collect_attempts": collect["attempts"],
         "wall_time_s": round(sum(s["wall_time_s"] for s in state["stages"].values()), 1),
+        "success_by_model": {
+            model: {r["task"]: r["success_rate"] for r in results if r["model"] == model}
+            for model in dict.fromkeys(r["model"] for r in results)
+        },
     }
     summary = {
         "headline": headline,
@@ -176,6 +224,12 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
     stages = "\n".join(
         f"| {name} | {s['status']} | {s['wall_time_s']:.0f} s |" for name, s in state["stages"].items()
     )
+    compare = ""
+    if len(headline["success_by_model"]) > 2:
+        compare = (
+            "\nData-source comparison: the same base distilled on equal numbers of successful episodes "
+            "from each source (`*_data` rows; `pld` = PLD probing data), evaluated on the same seeds.\n"
+        )
     smoke = (
         "\n**Smoke budget: toy sizes, these numbers claim nothing.**\n" if state["budget"] == "smoke" else ""
     )
@@ -184,7 +238,7 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
 | model | task | successes | rate | 95 % CI |
 | --- | --- | --- | --- | --- |
 {rows}
-
+{compare}
 Specialist (stage 1) final success: {headline["specialist_final"]}; collected {collect["kept"]} successful
 PLD episodes in {collect["attempts"]} attempts; distilled on {distill["episodes"]} episodes
 (loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}).
