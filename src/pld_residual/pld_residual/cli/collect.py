@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--reward-checkpoint", type=Path, default=None, help="classifier directory for --reward classifier")
     add("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
+    add(
+        "--policy",
+        choices=("best", "final"),
+        default="best",
+        help="the run's best-evaluated actor (best_policy/, when there is one) or its last (policy/)",
+    )
     add("--stochastic", action="store_true", help="sample the specialist's actions instead of its mean")
     add(
         "--expert-noise", type=float, default=0.05, help="scripted_expert action noise (default: %(default)s)"
@@ -73,9 +79,16 @@ def run(args: argparse.Namespace) -> int:
         if args.specialist is not None:
             summary = _learn_run(args.specialist)
             learn_cfg = LearnConfig.from_dict(summary["config"])
-            policy = ResidualPolicy.load(args.specialist / "policy")
+            policy_dir, xi = args.specialist / "policy", float(summary["xi"])
+            best = summary.get("best")
+            if args.policy == "best" and best and (args.specialist / best["policy"]).is_dir():
+                policy_dir, xi = (
+                    args.specialist / best["policy"],
+                    float(best["xi"]),
+                )  # its own curve point's xi
+            policy = ResidualPolicy.load(policy_dir)
             guided = bool(summary.get("method_spec", {}).get("guided", True))
-            specialist = Specialist(policy=policy, xi=float(summary["xi"]), guided=guided)
+            specialist = Specialist(policy=policy, xi=xi, guided=guided)
         elif args.source in ("pld", "rl_expert"):
             raise ValueError(f"--source {args.source} needs --specialist (a `pld learn` run directory)")
         else:
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     out = (args.out or _default_out(cfg)).resolve()
     what = f"{cfg.episodes} {cfg.source} episodes of {cfg.task} (alpha {cfg.probing_alpha})"
     print(f"pld collect: {what} -> {out}")
-    extra = {"specialist": str(args.specialist.resolve()) if args.specialist else None}
+    extra = {"specialist": str(policy_dir.resolve()) if specialist is not None else None}
     result = collect(cfg, env, out, specialist, progress=not args.quiet, extra=extra)
     (out / "collect_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
