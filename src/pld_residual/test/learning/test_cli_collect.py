@@ -33,8 +33,10 @@ def _learn_run(tmp_path: Path) -> Path:
     backend = load_base_backend(cfg.base_checkpoint)
     obs, _ = BaseGuidedEnv(default_env_factory(cfg, backend)(), backend).reset(seed=0)
     run = tmp_path / "learn"
-    ResidualPolicy.create(ResidualSACConfig(hidden=16), obs.vector.size).save(run / "policy")
-    summary = {"config": cfg.to_dict(), "xi": 0.1, "method_spec": {"guided": True}}
+    for name in ("policy", "best_policy"):
+        ResidualPolicy.create(ResidualSACConfig(hidden=16), obs.vector.size).save(run / name)
+    best = {"policy": "best_policy", "env_steps": 100, "success_rate": 0.5, "ci95": [0, 1], "xi": 0.1}
+    summary = {"config": cfg.to_dict(), "xi": 0.1, "method_spec": {"guided": True}, "best": best}
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 
@@ -66,6 +68,7 @@ def test_collect_from_a_learn_run_writes_bags_that_verify(
     episode = read_episode(out / records[0]["bag"])
     assert set(episode.images) == {"side", "wrist"} and episode.proprio_names[0] == "tcp_x"
     assert (out / "collect_summary.json").is_file()
+    assert records[0]["extra"]["specialist"].endswith("best_policy")  # the best-evaluated actor by default
     assert main(["dataset", "verify", str(out)]) == 0
     assert main(args) == 1  # re-running resumes: the attempts are used up, nothing is added
     assert len(load_index(out)) == 2
