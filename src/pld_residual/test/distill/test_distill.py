@@ -141,3 +141,22 @@ def test_ctrl_c_then_the_same_command_gives_the_uninterrupted_model(tmp_path: Pa
     for name, tensor in whole_params.items():
         if tensor.dtype.kind == "f":
             np.testing.assert_allclose(resumed_params[name], tensor, rtol=0.05, atol=2e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["head", "lora"])
+def test_the_ar_head_distills_in_head_and_lora_modes(tmp_path: Path, data: dict, mode: str) -> None:
+    from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
+
+    SmallVLABackend(SmallVLAConfig(**TINY_VLA, head="ar")).save(tmp_path / "ar")
+    manifest = distill(tmp_path / "ar", [data["bags"]], tmp_path / mode, mode=mode, steps=3, batch_size=4,
+                       progress=False)  # fmt: skip
+    model = SmallVLABackend.load(tmp_path / mode / "model")
+    base = SmallVLABackend.load(tmp_path / "ar")
+    assert (
+        manifest["settings"]["head"] == "ar" and model.config.head == "ar" and model.model_id != base.model_id
+    )
+    assert manifest["trainable_params"] < sum(p.numel() for p in base.model.parameters())  # not everything
+    if mode == "lora":
+        assert not any(
+            "lora_" in name for name, _ in model.model.named_parameters()
+        )  # merged into the weights

@@ -116,3 +116,19 @@ def test_settings_that_cannot_work_are_refused(tmp_path: Path, guided_env: Calla
     ):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             CollectConfig(**bad)
+
+
+class AlwaysSuccess(PredicateReward):
+    """A classifier that calls every frame a success: what false-positive confirmation must catch."""
+
+    def __call__(self, next_obs, info):
+        return type(super().__call__(next_obs, info))(1.0, True)
+
+
+def test_a_judged_success_the_predicate_denies_is_dropped_and_counted(
+    tmp_path: Path, guided_env: Callable, specialist: Specialist
+) -> None:
+    cfg = CollectConfig(task="toy_reach", source="pld", episodes=1, max_attempts=5, probing_alpha=0.0)
+    result = collect(cfg, guided_env(AlwaysSuccess()), tmp_path / "d", specialist, progress=False)
+    assert result["kept"] == 0 and result["attempts"] == 5 and result["false_positives_this_run"] == 5
+    assert load_index(tmp_path / "d") == []
