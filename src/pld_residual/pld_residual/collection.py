@@ -177,6 +177,8 @@ def _run_episode(
     success = judged and confirmed
     end = "success" if success else ("time_limit" if truncated else "abort")
     episode.add_phase(stamp, PHASE["done"], step, success, END[end])
+    if judged and not confirmed:
+        end = "unconfirmed_success"  # the index says why (the message has no such END_* code)
     return {"success": success, "judged": judged, "confirmed": confirmed, "end_reason": end, "steps": step}
 
 
