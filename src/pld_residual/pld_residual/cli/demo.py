@@ -11,8 +11,9 @@ With `--compare` (the paper's data-source comparison), before the evaluation: as
 collection from the scripted expert, the RL expert without probing and the base's own successes, each
 distilled into the same base, and all of them evaluated beside base and PLD;
 then `summary.json` and `report.md` (with the plots). Re-running the same command skips finished stages and
-resumes the interrupted one (every stage resumes on its own). `--budget smoke` runs every stage at a toy
-size in a few minutes: it checks files, shapes and resumption, and claims nothing about success.
+resumes the interrupted one (every stage resumes on its own); a stage whose command changed (e.g. the
+evaluation after adding `--compare`) runs again and reuses its finished parts. `--budget smoke` runs every
+stage at a toy size in about a minute: it checks files, shapes and resumption, and claims nothing.
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
     commands = stage_commands(args, out)
     print(f"pld demo: {args.task}, {args.budget} budget -> {out}")
     for number, name in enumerate(commands, 1):
-        done = state["stages"].get(name, {}).get("status") == "done"
+        previous = state["stages"].get(name, {})
+        # a finished stage counts when it ran this very command; another one (e.g. eval with more models
+        # after adding --compare) runs again, and the stage's own resumption reuses what still fits
+        done = previous.get("status") == "done" and previous.get("command") == ["pld", *commands[name]]
         if name == "base" and args.budget == "default" and _base_is_complete(_base_dir(args, out)):
             done = True  # the cached base
         if done:
