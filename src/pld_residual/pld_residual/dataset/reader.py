@@ -41,17 +41,24 @@ class EpisodeArrays:
         return len(self.command)
 
 
-def read_episode(bag: Path) -> EpisodeArrays:
-    """Decode every message of one bag; raises ValueError (naming the bag) on anything inconsistent."""
+USED = {topics.OBSERVATION, topics.COMMAND, topics.REWARD, topics.EPISODE, topics.INSTRUCTION}
+
+
+def read_episode(bag: Path, decode_all: bool = False) -> EpisodeArrays:
+    """One bag as arrays; raises ValueError (naming the bag) on anything inconsistent.
+
+    `decode_all` also decodes the topics the arrays do not use (camera copies, joint states): verification
+    wants every message checked, training does not need the copies."""
     bag = Path(bag)
     record = read_bag_record(bag)
     store = pld_typestore()
     observations, commands, rewards, phases, instruction = [], [], [], [], ""
     try:
         with Reader(bag) as reader:
-            for connection, _timestamp, raw in reader.messages():
+            wanted = [c for c in reader.connections if decode_all or c.topic.rsplit("/", 1)[-1] in USED]
+            for connection, _timestamp, raw in reader.messages(connections=wanted):
                 topic = connection.topic.rsplit("/", 1)[-1]  # camera topics end in image_raw
-                msg = store.deserialize_cdr(raw, connection.msgtype)  # decodes every message, also images
+                msg = store.deserialize_cdr(raw, connection.msgtype)
                 if topic == topics.OBSERVATION:
                     observations.append(msg)
                 elif topic == topics.COMMAND:

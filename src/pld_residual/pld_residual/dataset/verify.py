@@ -32,7 +32,7 @@ def _check_bag(root: Path, record: dict[str, Any]) -> str:
         return "its MCAP file changed since it was written (SHA-256 differs from the index): corrupted"
     try:
         own = read_bag_record(bag)
-        read_episode(bag)
+        read_episode(bag, decode_all=True)
     except ValueError as exc:
         return str(exc).removeprefix(f"{record['bag']}: ")
     differing = [key for key in _CHECKED_KEYS if own.get(key) != record.get(key)]
