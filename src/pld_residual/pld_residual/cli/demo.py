@@ -228,6 +228,14 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
     stages = "\n".join(
         f"| {name} | {s['status']} | {s['wall_time_s']:.0f} s |" for name, s in state["stages"].items()
     )
+    specialist = "no evaluation"
+    if learn.get("final_success_rate") is not None:
+        low, high = learn["final_ci95"]
+        episodes = learn.get("config", {}).get("eval_episodes", "?")
+        specialist = (
+            f"{learn['final_success_rate']:.0%} at its last evaluation (95 % CI {low:.0%}-{high:.0%}, "
+            f"{episodes} episodes) after {learn['env_steps']} env steps"
+        )
     compare = ""
     if len(headline["success_by_model"]) > 2:
         compare = (
@@ -243,9 +251,10 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
 | --- | --- | --- | --- | --- |
 {rows}
 {compare}
-Specialist (stage 1) final success: {headline["specialist_final"]}; collected {collect["kept"]} successful
-PLD episodes in {collect["attempts"]} attempts; distilled on {distill["episodes"]} episodes
-(loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}).
+- Specialist (stage 1): {specialist}.
+- Collection: {collect["kept"]} successful PLD episodes of {collect["attempts"]} attempts
+  ({collect["kept"] / max(collect["attempts"], 1):.0%}, probing prefix included).
+- Distillation: {distill["episodes"]} episodes, loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}.
 
 ![success before and after](eval/success.png)
 
