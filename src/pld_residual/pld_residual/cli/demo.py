@@ -254,7 +254,7 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
 - Specialist (stage 1): {specialist}.
 - Collection: {collect["kept"]} successful PLD episodes of {collect["attempts"]} attempts
   ({collect["kept"] / max(collect["attempts"], 1):.0%}, probing prefix included).
-- Distillation: {distill["episodes"]} episodes, loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}.
+- Distillation: {distill["episodes"]} episodes, loss {distill["loss_first"]:.3f} -> {distill["loss_last"]:.3f}
 
 ![success before and after](eval/success.png)
 
