@@ -149,6 +149,7 @@ def distill(
         "loss_first": result["loss_first"],
         "loss_last": result["loss_last"],
         "losses": result["losses"],
+        "resumed_from_step": result["start_step"],  # 0 unless this run continued an interrupted one
         "trainable_params": result["trainable_params"],
         "wall_time_s": round(result["total_wall_time_s"], 1),
         "this_run_wall_time_s": round(time.perf_counter() - start, 1),

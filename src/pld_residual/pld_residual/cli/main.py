@@ -25,7 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "stage 2: roll out a data source (PLD probing, ...), keep successes as bags",
     ),
     "distill": ("pld_residual.cli.distill", "stage 3: fine-tune the base VLA on collected datasets (SFT)"),
-    "eval": ("pld_residual.cli.eval", "success rate (95 % CI) of VLA checkpoints on seeded sim episodes"),
+    "eval": (
+        "pld_residual.cli.eval",
+        "success rate (with 95 %% intervals) of VLA checkpoints on seeded sim episodes",
+    ),
     "dataset": ("pld_residual.cli.dataset", "PLD datasets (episode bags): info, verify"),
 }
 
