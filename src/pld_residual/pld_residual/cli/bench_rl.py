@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or (workspace_root() or Path.cwd()) / "runs" / "bench_rl" / cfg.task
     if not args.aggregate_only:
-        from pld_residual.cli.learn import interrupt_on_sigterm
+        from pld_residual.cli.interrupts import interrupt_on_sigterm
 
         interrupt_on_sigterm()  # a SIGTERM to the benchmark stops (and checkpoints) its runs too
         records = run_all(cfg, out, progress=not args.json)

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pld_residual.cli.interrupts import interrupt_on_sigterm
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pld_residual.collection import SOURCES
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         learn_cfg.observation,
         reward,
     )
+    interrupt_on_sigterm()  # also when started with SIGINT ignored (nohup, a test runner)
     out = (args.out or _default_out(cfg)).resolve()
     what = f"{cfg.episodes} {cfg.source} episodes of {cfg.task} (alpha {cfg.probing_alpha})"
     print(f"pld collect: {what} -> {out}")

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pld_residual.cli.interrupts import interrupt_on_sigterm
 from pld_residual.cli.workspace import workspace_root
 
 COMPARED = ("scripted_expert", "rl_expert", "base")  # data sources distilled beside PLD with --compare
@@ -146,6 +147,7 @@ def _base_is_complete(base: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     from pld_residual.cli.main import main
 
+    interrupt_on_sigterm()  # also when started with SIGINT ignored (nohup, a test runner)
     out = (args.out or default_out_dir("demo")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE

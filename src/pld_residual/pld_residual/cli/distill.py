@@ -15,6 +15,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from pld_residual.cli.interrupts import interrupt_on_sigterm
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pld_residual.distillation import MODES
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from pld_residual.distillation import distill
     from pld_residual.learning.loop import default_base_dir
 
+    interrupt_on_sigterm()  # also when started with SIGINT ignored (nohup, a test runner)
     root = workspace_root() or Path.cwd()
     out = (args.out or root / "runs" / f"{datetime.now():%Y%m%d-%H%M%S}-distill").resolve()
     try:

@@ -15,6 +15,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from pld_residual.cli.interrupts import interrupt_on_sigterm
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.vla if not (path / "config.json").is_file()]
     if missing:
         raise SystemExit(f"pld eval: no VLA checkpoint (config.json) in {missing}")
+    interrupt_on_sigterm()  # also when started with SIGINT ignored (nohup, a test runner)
     root = workspace_root() or Path.cwd()
     out = (args.out or root / "runs" / f"{datetime.now():%Y%m%d-%H%M%S}-eval").resolve()
     out.mkdir(parents=True, exist_ok=True)

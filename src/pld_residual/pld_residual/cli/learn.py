@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pld_residual.cli.interrupts import interrupt_on_sigterm
+
 BUDGETS: dict[str, dict[str, Any]] = {
     "default": {},
     # everything runs once, in well under 2 minutes on 2 cores: it checks the pipeline, it learns nothing
@@ -113,19 +115,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if agent:
         values["agent"] = agent
     return LearnConfig.from_dict(values)
-
-
-def interrupt_on_sigterm() -> None:
-    """SIGTERM (kill, systemd, a benchmark stopping its runs) and SIGINT both raise KeyboardInterrupt, so
-    the run checkpoints before it exits. SIGINT is reset too: a process started in the background
-    (`nohup ... &`) inherits it ignored, and Ctrl-C forwarded to it would otherwise do nothing."""
-    import signal
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run(args: argparse.Namespace) -> int:

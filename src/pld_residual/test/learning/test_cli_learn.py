@@ -83,7 +83,7 @@ def test_sigterm_and_an_inherited_ignored_sigint_both_interrupt() -> None:
     import os
     import signal
 
-    from pld_residual.cli.learn import interrupt_on_sigterm
+    from pld_residual.cli.interrupts import interrupt_on_sigterm
 
     saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
