@@ -18,6 +18,7 @@ INDEX = "index.json"
 FORMAT = "pld-dataset"
 VERSION = 1
 RECORD_KEY = "pld.episode"  # rosbag2 custom_data key of the record inside each bag's metadata.yaml
+BAG_PREFIX = "episode_"  # every episode bag's directory name starts so
 REQUIRED = ("bag", "episode_id", "task", "instruction", "seed", "t_base", "length", "success", "source")
 
 
@@ -79,3 +80,17 @@ def read_bag_record(bag: Path) -> dict[str, Any]:
     if raw is None:
         raise ValueError(f"{bag} has no {RECORD_KEY!r} in its metadata")
     return check_record(json.loads(raw))
+
+
+def unindexed_bags(root: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Episode bags on disk that `records` lack: each bag's own record with its SHA-256, or `bag` and the
+    `error` that keeps it from being read (a crash between the bag's rename and the index write leaves
+    the first kind; a foreign or broken directory the second)."""
+    indexed = {record["bag"] for record in records}
+    found = []
+    for bag in sorted(p for p in Path(root).glob(f"{BAG_PREFIX}*") if p.is_dir() and p.name not in indexed):
+        try:
+            found.append({**read_bag_record(bag), "sha256": bag_digest(bag)})
+        except ValueError as exc:
+            found.append({"bag": bag.name, "error": str(exc)})
+    return found

@@ -15,24 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from pld_residual.dataset.index import INDEX, bag_digest, load_index, read_bag_record, save_index
+from pld_residual.dataset.index import INDEX, bag_digest, load_index, save_index, unindexed_bags
 from pld_residual.dataset.reader import read_episode
-from pld_residual.dataset.writer import BAG_PREFIX, LOCK
+from pld_residual.dataset.writer import LOCK
 
 BROKEN = "broken"
 _CHECKED_KEYS = ("episode_id", "task", "seed", "t_base", "length", "success", "source")
 
 
-def _check_bag(root: Path, record: dict[str, Any]) -> str:
+def _check_bag(root: Path, record: dict[str, Any], check_digest: bool = True) -> str:
     """'' when the bag decodes and agrees with its record, else what is wrong."""
     bag = root / record["bag"]
     if not bag.is_dir():
         return "missing from disk"
-    if "sha256" in record and bag_digest(bag) != record["sha256"]:
+    if check_digest and "sha256" in record and bag_digest(bag) != record["sha256"]:
         return "its MCAP file changed since it was written (SHA-256 differs from the index): corrupted"
     try:
-        own = read_bag_record(bag)
-        read_episode(bag, decode_all=True)
+        own = read_episode(bag, decode_all=True).record
     except ValueError as exc:
         return str(exc).removeprefix(f"{record['bag']}: ")
     differing = [key for key in _CHECKED_KEYS if own.get(key) != record.get(key)]
@@ -66,19 +65,10 @@ def _verify(root: Path, fix: bool) -> dict[str, Any]:
             raise
         index_error, records = str(exc), []
     indexed = {record["bag"] for record in records}
-    on_disk = sorted(p for p in root.glob(f"{BAG_PREFIX}*") if p.is_dir())
-    unindexed = []
-    for bag in on_disk:
-        if bag.name in indexed:
-            continue
-        try:
-            unindexed.append(read_bag_record(bag))
-        except ValueError as exc:
-            unindexed.append({"bag": bag.name, "error": str(exc)})
+    unindexed = unindexed_bags(root, records)
     good, broken = [], []
-    unindexed = [r if "error" in r else {**r, "sha256": bag_digest(root / r["bag"])} for r in unindexed]
     for record in records + [r for r in unindexed if "error" not in r]:
-        error = _check_bag(root, record)
+        error = _check_bag(root, record, check_digest=record["bag"] in indexed)  # fresh digests need no check
         (broken if error else good).append({**record, "error": error} if error else record)
     broken += [r for r in unindexed if "error" in r]
     report = {

@@ -25,12 +25,18 @@ from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 
 from pld_residual.dataset import messages, topics
-from pld_residual.dataset.index import RECORD_KEY, bag_digest, load_index, read_bag_record, save_index
+from pld_residual.dataset.index import (
+    BAG_PREFIX,
+    RECORD_KEY,
+    bag_digest,
+    load_index,
+    save_index,
+    unindexed_bags,
+)
 from pld_residual.dataset.typestore import pld_typestore
 
 PARTIAL = ".partial"
 LOCK = ".lock"
-BAG_PREFIX = "episode_"
 ROSBAG_VERSION = 9
 
 
@@ -70,14 +76,10 @@ class DatasetWriter:
         if partial.exists():
             self.discarded = sorted(p.name for p in partial.iterdir())
             shutil.rmtree(partial)
-        indexed = {record["bag"] for record in self.records}
-        for bag in sorted(self.root.glob(f"{BAG_PREFIX}*")):
-            if bag.is_dir() and bag.name not in indexed:
-                try:
-                    self.records.append({**read_bag_record(bag), "sha256": bag_digest(bag)})
-                except ValueError:
-                    continue  # not one of ours, or broken: `pld dataset verify` reports it
-                self.recovered.append(bag.name)
+        # broken or foreign directories stay out: `pld dataset verify` reports them
+        found = [record for record in unindexed_bags(self.root, self.records) if "error" not in record]
+        self.records += found
+        self.recovered = [record["bag"] for record in found]
         if self.recovered:
             save_index(self.root, self.records)
 
