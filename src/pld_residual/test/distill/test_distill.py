@@ -18,10 +18,6 @@ from safetensors.numpy import load_file
 from pld_residual.dataset.writer import DatasetWriter
 from pld_residual.distillation import distill
 
-TINY_VLA = dict(
-    vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
-    flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4, image_size=32,
-)  # fmt: skip
 INSTRUCTION = "pick up the red cube"
 STEPS = 1000  # long enough that the interrupt lands mid-training, also on an idle machine
 
@@ -38,12 +34,12 @@ def _episode_arrays(steps: int, seed: int) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> dict[str, Path]:
+def data(tmp_path: Path, tiny_vla: dict) -> dict[str, Path]:
     """A tiny base VLA, a PLD dataset of 3 bags (one failed) and an npz trajectory dir of 2 episodes."""
     from pld_vla_server.dataset import Episode, save_episodes
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
 
-    SmallVLABackend(SmallVLAConfig(**TINY_VLA)).save(tmp_path / "base")
+    SmallVLABackend(SmallVLAConfig(**tiny_vla, image_size=32)).save(tmp_path / "base")
     with DatasetWriter(tmp_path / "bags") as dataset:
         for seed, success in ((0, True), (1, False), (2, True)):
             arrays = _episode_arrays(6, seed)
@@ -146,10 +142,12 @@ def test_ctrl_c_then_the_same_command_gives_the_uninterrupted_model(tmp_path: Pa
 
 
 @pytest.mark.parametrize("mode", ["head", "lora"])
-def test_the_ar_head_distills_in_head_and_lora_modes(tmp_path: Path, data: dict, mode: str) -> None:
+def test_the_ar_head_distills_in_head_and_lora_modes(
+    tmp_path: Path, data: dict, mode: str, tiny_vla: dict
+) -> None:
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
 
-    SmallVLABackend(SmallVLAConfig(**TINY_VLA, head="ar")).save(tmp_path / "ar")
+    SmallVLABackend(SmallVLAConfig(**tiny_vla, image_size=32, head="ar")).save(tmp_path / "ar")
     manifest = distill(tmp_path / "ar", [data["bags"]], tmp_path / mode, mode=mode, steps=3, batch_size=4,
                        progress=False)  # fmt: skip
     model = SmallVLABackend.load(tmp_path / mode / "model")

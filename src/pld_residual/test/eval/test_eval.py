@@ -12,22 +12,18 @@ from pld_residual.cli.main import main
 from pld_residual.dataset.writer import DatasetWriter
 from pld_residual.vla_eval import dataset_paths, evaluate_model, model_paths
 
-TINY_VLA = dict(
-    vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
-    flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4, image_size=32,
-)  # fmt: skip
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def vla(tmp_path: Path):
+def vla(tmp_path: Path, tiny_vla: dict):
     import torch
 
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    SmallVLABackend(SmallVLAConfig(**TINY_VLA)).save(tmp_path / "vla")
+    SmallVLABackend(SmallVLAConfig(**tiny_vla, image_size=32)).save(tmp_path / "vla")
     yield tmp_path / "vla"
     torch.set_num_threads(previous)
 

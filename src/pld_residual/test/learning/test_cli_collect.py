@@ -11,13 +11,8 @@ from pld_residual.cli.main import main
 from pld_residual.dataset.index import load_index
 from pld_residual.dataset.reader import read_episode
 
-TINY_VLA = dict(
-    vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
-    flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4,
-)  # fmt: skip
 
-
-def _learn_run(tmp_path: Path) -> Path:
+def _learn_run(tmp_path: Path, tiny_vla: dict) -> Path:
     """What `pld learn` leaves behind (summary.json with its config, policy/), for a tiny base."""
     from pld_residual.agent.config import ResidualSACConfig
     from pld_residual.agent.policy import ResidualPolicy
@@ -26,7 +21,7 @@ def _learn_run(tmp_path: Path) -> Path:
     from pld_residual.learning.loop import default_env_factory, load_base_backend
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
 
-    SmallVLABackend(SmallVLAConfig(**TINY_VLA)).save(tmp_path / "base")
+    SmallVLABackend(SmallVLAConfig(**tiny_vla)).save(tmp_path / "base")
     cfg = LearnConfig(
         task="pick_cube", base_checkpoint=str(tmp_path / "base"), time_limit_s=1.0, probing_alpha=0.5
     )
@@ -55,9 +50,9 @@ def one_torch_thread():
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_collect_from_a_learn_run_writes_bags_that_verify(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, tiny_vla: dict
 ) -> None:
-    run = _learn_run(tmp_path)
+    run = _learn_run(tmp_path, tiny_vla)
     out = tmp_path / "dataset"
     args = ["collect", "--specialist", str(run), "--episodes", "1", "--max-attempts", "2", "--keep-failures",
             "--out", str(out), "--quiet"]  # fmt: skip
@@ -81,10 +76,12 @@ def test_collect_from_a_learn_run_writes_bags_that_verify(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-def test_scripted_expert_source_needs_no_specialist_and_marks_its_commands_human(tmp_path: Path) -> None:
+def test_scripted_expert_source_needs_no_specialist_and_marks_its_commands_human(
+    tmp_path: Path, tiny_vla: dict
+) -> None:
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
 
-    SmallVLABackend(SmallVLAConfig(**TINY_VLA, image_size=64)).save(tmp_path / "base")
+    SmallVLABackend(SmallVLAConfig(**tiny_vla, image_size=64)).save(tmp_path / "base")
     out = tmp_path / "expert"
     args = ["collect", "--source", "scripted_expert", "--task", "pick_cube", "--base", str(tmp_path / "base"),
             "--episodes", "2", "--out", str(out), "--quiet"]  # fmt: skip

@@ -10,11 +10,6 @@ import pytest
 from pld_residual.cli.learn import BUDGETS, add_arguments, config_from_args, parse_overrides
 from pld_residual.cli.main import SUBCOMMANDS, build_parser, main
 
-TINY_VLA = dict(
-    vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
-    flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4,
-)  # fmt: skip
-
 
 def test_learn_is_a_registered_subcommand_with_its_options() -> None:
     assert SUBCOMMANDS["learn"][0] == "pld_residual.cli.learn"
@@ -106,7 +101,7 @@ def test_missing_base_checkpoint_says_to_run_pretrain(tmp_path: Path, capsys) ->
 
 
 @pytest.mark.slow  # 35-75 s on 2 busy cores (jit compiles for the VLA feature size, rendering, evals)
-def test_pld_learn_smoke_budget_on_pick_cube_end_to_end(tmp_path: Path) -> None:
+def test_pld_learn_smoke_budget_on_pick_cube_end_to_end(tmp_path: Path, tiny_vla: dict) -> None:
     import torch
 
     from pld_vla_server.small_vla import SmallVLABackend, SmallVLAConfig
@@ -114,7 +109,7 @@ def test_pld_learn_smoke_budget_on_pick_cube_end_to_end(tmp_path: Path) -> None:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        SmallVLABackend(SmallVLAConfig(**TINY_VLA)).save(tmp_path / "base")
+        SmallVLABackend(SmallVLAConfig(**tiny_vla)).save(tmp_path / "base")
         out = tmp_path / "run"
         code = main(
             ["learn", "--task", "pick_cube", "--budget", "smoke", "--base", str(tmp_path / "base"),
