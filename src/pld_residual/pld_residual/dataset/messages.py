@@ -139,6 +139,7 @@ def episode_event_msg(
     end_reason: int,
     task: str,
     instruction: str,
+    seed: int = 0,
 ) -> Any:
     return store.types["pld_interfaces/msg/EpisodeEvent"](
         header=_header(store, stamp),
@@ -146,6 +147,7 @@ def episode_event_msg(
         phase=int(phase),
         t_base=int(t_base),
         step=int(step),
+        seed=int(seed),
         success=bool(success),
         end_reason=int(end_reason),
         task=task,

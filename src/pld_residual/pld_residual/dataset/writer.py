@@ -240,6 +240,7 @@ class EpisodeWriter:
             phase=phase,
             t_base=self.record["t_base"],
             step=step,
+            seed=self.record["seed"],
             success=success,
             end_reason=end_reason,
             task=self.record["task"],
