@@ -51,6 +51,13 @@ class SimDriverConfig:
     )
     visual_detail: str = field(default="fast", metadata=_help("camera meshes: 'fast' (collision) or 'full'"))
     publish_clock: bool = field(default=True, metadata=_help("publish sim time on /clock"))
+    reward_topic: str = field(
+        default="",
+        metadata=_help(
+            "publish the task's success predicate as pld_interfaces/Reward on this topic after every "
+            "step ('' = not at all; 'reward' when no classifier runs, 'predicate_reward' beside one)"
+        ),
+    )
     status_period_s: float = field(default=1.0, metadata=_help("period of the sim_status topic (wall clock)"))
 
     def __post_init__(self) -> None:
@@ -133,6 +140,7 @@ class DriverStats:
     accepted: int = 0  # steps driven by a valid command
     rejected: int = 0  # invalid commands (NaN, inf, wrong length); each one led to a hold
     holds: int = 0  # steps with zero delta and the last valid gripper command
+    stale_commands: int = 0  # lockstep: commands answering an older observation, dropped (not stepped)
     last_reject_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:

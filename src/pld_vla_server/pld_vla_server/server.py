@@ -61,6 +61,13 @@ class VLAServerConfig:
         default="", metadata=_help("instruction used until one arrives on the 'instruction' topic")
     )
     warmup: bool = field(default=True, metadata=_help("run one prediction before reporting ready"))
+    every_n_steps: int = field(
+        default=1,
+        metadata=_help(
+            "answer only observations whose episode step is a multiple of this (lockstep graphs: the "
+            "chunk serves that many steps, as `pld learn`'s execute_steps); 1 = every observation"
+        ),
+    )
     status_period_s: float = field(default=1.0, metadata=_help("period of the vla_status topic (s)"))
 
     def __post_init__(self) -> None:
@@ -82,6 +89,8 @@ class VLAServerConfig:
             raise ValueError(f"VLAServerConfig.device: backend {self.backend!r} runs on the CPU only")
         if self.horizon < 0:
             raise ValueError(f"VLAServerConfig.horizon: must be >= 0, got {self.horizon}")
+        if self.every_n_steps < 1:
+            raise ValueError(f"VLAServerConfig.every_n_steps: must be >= 1, got {self.every_n_steps}")
         if self.status_period_s <= 0:
             raise ValueError(f"VLAServerConfig.status_period_s: must be positive, got {self.status_period_s}")
         if self.checkpoint:

@@ -17,7 +17,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
-from pld_interfaces.msg import ActionCommand, Observation
+from pld_interfaces.msg import ActionCommand, Observation, Reward
 
 ACTION_DIM = 7
 # encoding -> channels of the uint8 encodings we produce and read
@@ -229,3 +229,10 @@ def joint_state_from_msg(msg: JointState) -> dict[str, np.ndarray | list[str]]:
         "velocity": np.array(msg.velocity, dtype=np.float64),
         "effort": np.array(msg.effort, dtype=np.float64),
     }
+
+
+def predicate_reward_msg(success: bool, stamp: Time, frame_id: str = "", stage: int = 0) -> Reward:
+    """The simulator's success predicate as a Reward (probability 1 or 0) for the observation at `stamp`."""
+    msg = Reward(success_probability=1.0 if success else 0.0, success=bool(success), stage=int(stage))
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    return msg

@@ -4,12 +4,15 @@ Thin: callbacks convert messages (`conversions`), call the `SimDriver` core and 
 
 - `lockstep`: each received `command` advances exactly one control step, then the new state is
   published. A rejected command still advances one (hold) step, so a client waiting for the next
-  observation is never stuck. Reset publishes the first observation of the episode.
+  observation is never stuck. Reset publishes the first observation of the episode. A command that
+  names the observation it answers (`episode_id` > 0, `step`) and does not answer the newest one (sent
+  before a reset, or twice) is dropped and counted as `stale_commands`: it must not move the next state.
 - `realtime`: a wall-clock (steady) timer at `control_hz` steps with the newest valid command while it is
   younger than `command_timeout_s`, and holds otherwise.
 
-Every step publishes `/clock`, `joint_states`, `camera/<name>/image_raw` and `observation`, all stamped
-with the same sim time (strictly increasing, also across resets); consumers set `use_sim_time:=true`.
+Every step publishes `/clock`, `joint_states`, `camera/<name>/image_raw` and `observation` (and, with
+`reward_topic`, the task's success predicate as a `Reward` after every step), all stamped with the same
+sim time (strictly increasing, also across resets); consumers set `use_sim_time:=true`.
 Rejected commands are logged at most once a second and counted on the latched `sim_status` topic (JSON).
 
 Run: `python -m pld_sim.ros.sim_node --ros-args -p mode:=lockstep -p task:=pick_cube`
@@ -35,7 +38,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from pld_interfaces.msg import ActionCommand, Observation
+from pld_interfaces.msg import ActionCommand, Observation, Reward
 from pld_interfaces.srv import Reset
 from pld_sim.ros.conversions import (
     action_command_to_array,
@@ -43,6 +46,7 @@ from pld_sim.ros.conversions import (
     joint_state_to_msg,
     nanoseconds_to_time,
     observation_to_msg,
+    predicate_reward_msg,
 )
 from pld_sim.ros.node_main import spin_node
 from pld_sim.ros.parameters import declare_config
@@ -52,6 +56,7 @@ from pld_sim.sim_driver import SimDriver, SimDriverConfig
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 OBSERVATION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 JOINT_STATES_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # as joint_state_broadcaster
+REWARD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # = the reward node's
 IMAGE_QOS = qos_profile_sensor_data  # best effort, keep last 5: camera-driver convention, for ROS tools
 # Reliable matches both best-effort (rclpy/rclcpp TimeSource) and reliable /clock subscribers.
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -85,6 +90,11 @@ class SimNode(Node):
             self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.cfg.publish_clock else None
         )
         self._status_pub = self.create_publisher(String, "sim_status", STATUS_QOS)
+        self._reward_pub = (
+            self.create_publisher(Reward, self.cfg.reward_topic, REWARD_QOS)
+            if self.cfg.reward_topic
+            else None
+        )
         self.create_subscription(ActionCommand, "command", self.on_command, COMMAND_QOS)
         self.create_service(Reset, "reset", self._on_reset)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # wall clock, whatever use_sim_time says
@@ -104,6 +114,10 @@ class SimNode(Node):
         """Subscription callback of `command` (public so in-process compositions can call it directly)."""
         action = action_command_to_array(msg)
         if self.cfg.mode == "lockstep":
+            driver = self.driver
+            if msg.episode_id > 0 and (msg.episode_id, msg.step) != (driver.episode_id, driver.step):
+                driver.stats.stale_commands += 1
+                return
             if not self._run(lambda: self.driver.apply(action)):
                 self._log_rejected()
             return
@@ -129,6 +143,12 @@ class SimNode(Node):
             self.get_logger().error(f"simulation step failed, reset needed: {exc}", throttle_duration_sec=1.0)
             return True
         self.publish_state()
+        if self._reward_pub is not None:
+            success = bool(self.driver.last_info.get("success", False))
+            stamp = nanoseconds_to_time(self.driver.sim_time_ns)
+            self._reward_pub.publish(
+                predicate_reward_msg(success, stamp, self.driver.frame_id, self.driver.stage)
+            )
         return result is not False
 
     def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:

@@ -88,6 +88,8 @@ class VLAServerNode(Node):
 
     def on_observation(self, msg: Observation) -> None:
         """Subscription callback of `observation` (public so in-process compositions can call it)."""
+        if msg.step % self.cfg.every_n_steps:
+            return  # the previous chunk serves this step (lockstep graphs)
         try:
             obs = vla_observation_from_msg(msg)
         except ValueError as exc:
