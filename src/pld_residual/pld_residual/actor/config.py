@@ -19,6 +19,7 @@ import numpy as np
 from pld_residual.agent.config import ResidualSACConfig
 
 FEATURE_SOURCES = ("chunk", "none")
+TRIGGERS = ("timer", "observation")
 WORKSPACE_MODES = ("clip", "reject")
 
 
@@ -93,6 +94,20 @@ class ResidualActorConfig:
         metadata=_help("residual input: 'chunk' = concat(ActionChunk.features, proprio), 'none' = proprio"),
     )
     seed: int = field(default=0, metadata=_help("seed of a policy built for policy_params (sampling noise)"))
+    trigger: str = field(
+        default="timer",
+        metadata=_help(
+            "'timer': one command per period of the node clock (realtime); 'observation': one command per "
+            "new observation once a chunk covers it (lockstep sim: as fast as the graph answers)"
+        ),
+    )
+    execute_steps: int = field(
+        default=0,
+        metadata=_help(
+            "trigger 'observation': a chunk serves at most this many steps, then the actor waits (up to "
+            "watchdog_s of wall time) for the next; 0 = any row of the horizon. = the VLA's every_n_steps"
+        ),
+    )
     status_period_s: float = field(default=1.0, metadata=_help("period of the actor_status topic (s)"))
 
     def __post_init__(self) -> None:
@@ -142,6 +157,12 @@ class ResidualActorConfig:
                 f"ResidualActorConfig.features_source: must be one of {list(FEATURE_SOURCES)}, "
                 f"got {self.features_source!r}"
             )
+        if self.trigger not in TRIGGERS:
+            raise ValueError(
+                f"ResidualActorConfig.trigger: must be one of {list(TRIGGERS)}, got {self.trigger!r}"
+            )
+        if self.execute_steps < 0:
+            raise ValueError(f"ResidualActorConfig.execute_steps: must be >= 0, got {self.execute_steps}")
         if not -1.0 <= self.initial_gripper <= 1.0:
             raise ValueError(
                 f"ResidualActorConfig.initial_gripper: must be in [-1, 1], got {self.initial_gripper}"

@@ -27,6 +27,7 @@ import numpy as np
 
 from pld_residual.actor.chunk_index import chunk_row
 from pld_residual.actor.config import ResidualActorConfig
+from pld_residual.actor.episode_gate import EpisodeGate, next_gate
 from pld_residual.actor.safety import (
     ACTION_DIM,
     Combined,
@@ -168,6 +169,7 @@ class ResidualActor:
         self.last_error = ""
         self.last_step: ActorStep | None = None
         self._ages_s: dict[str, float | None] = {"observation_age_s": None, "chunk_age_s": None}
+        self.gate: EpisodeGate | None = None  # None until the episode manager speaks: no gating
 
     # ------------------------------------------------------------------ inputs
 
@@ -178,6 +180,20 @@ class ResidualActor:
         if chunk.actions.ndim != 2 or chunk.actions.shape[1] != ACTION_DIM:
             raise ValueError(f"chunk actions must be [H, {ACTION_DIM}], got {chunk.actions.shape}")
         self.chunk = chunk
+
+    def set_episode(self, phase: int, t_base: int, stamp_ns: int) -> None:
+        """An EpisodeEvent: from now on act inside episodes only, the residual from step T_base."""
+        self.gate = next_gate(self.gate, phase, t_base, stamp_ns)
+
+    def may_act(self, observation: ObservationInput | None = None) -> bool:
+        """Whether a command is wanted for this observation (False between episodes)."""
+        obs = observation or self.observation
+        if self.gate is None:
+            return True
+        return obs is not None and self.gate.running(obs.stamp_ns)
+
+    def _residual_allowed(self, obs: ObservationInput) -> bool:
+        return self.gate is None or self.gate.residual_allowed(obs.step, obs.stamp_ns)
 
     def reject_input(self, kind: str, reason: str) -> None:
         """Count a malformed observation or chunk ('observation' / 'chunk') and keep the reason."""
@@ -285,6 +301,7 @@ class ResidualActor:
             and not self.estop
             and base is not None
             and obs is not None
+            and self._residual_allowed(obs)
         ):
             try:
                 x = residual_input(chunk.features, obs.proprio, cfg.features_source)  # type: ignore[union-attr]
@@ -354,6 +371,7 @@ class ResidualActor:
             "params_num_updates": self.params_num_updates,
             "params_pending": self.params_pending,
             "residual_enabled": self.cfg.residual_enabled,
+            "episode_phase": None if self.gate is None else self.gate.phase,
             "xi": self.cfg.xi,
             "estop": self.estop,
             "last_provenance": None if last is None else last.provenance.name.lower(),

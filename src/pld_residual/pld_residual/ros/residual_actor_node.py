@@ -9,12 +9,20 @@ and from `policy_params` (applied only for a higher version; a bad blob is count
 parameters stay, as they do when the learner goes away). Without parameters the base passes through.
 
 The timer runs on the node clock: wall time, or sim time with `use_sim_time:=true` (then the stamps of
-observations and chunks are sim time too, and the watchdog compares like with like).
+observations and chunks are sim time too, and the watchdog compares like with like). With
+`trigger:=observation` (lockstep simulation) there is no control timer: each new observation gets one
+command as soon as a chunk covers its step (within `execute_steps` rows of the chunk), or after
+`watchdog_s` of wall time with whatever the safety combiner makes of the inputs then (a hold when the
+VLA is gone).
+
+Episodes: once the episode manager publishes `episode` events, the actor commands only inside episodes
+and lets the residual act from the step T_base of the event on (`actor.episode_gate`).
 
 Topics and services (relative to the node's namespace):
   sub  observation     pld_interfaces/Observation   reliable, keep last 1 (newest wins)
   sub  action_chunk    pld_interfaces/ActionChunk   reliable, keep last 1 (newest wins)
   sub  policy_params   pld_interfaces/PolicyParams  reliable, transient local, depth 1 (latched)
+  sub  episode         pld_interfaces/EpisodeEvent  reliable, keep last 100
   pub  command         pld_interfaces/ActionCommand reliable, keep last 10
   pub  actor_status    std_msgs/String (JSON)       reliable, transient local, depth 1
   srv  estop           std_srvs/SetBool             true: hold until released with false
@@ -34,7 +42,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
-from pld_interfaces.msg import ActionChunk, ActionCommand, Observation, PolicyParams
+from pld_interfaces.msg import ActionChunk, ActionCommand, EpisodeEvent, Observation, PolicyParams
+from pld_residual.actor.chunk_index import chunk_row
 from pld_residual.actor.config import ResidualActorConfig
 from pld_residual.actor.core import ParamsOutcome, Policy, ResidualActor, load_checkpoint
 from pld_residual.actor.safety import Intervention, Provenance
@@ -43,7 +52,7 @@ from pld_residual.ros.actor_conversions import (
     chunk_input_from_msg,
     observation_input_from_msg,
 )
-from pld_sim.ros.conversions import nanoseconds_to_time
+from pld_sim.ros.conversions import nanoseconds_to_time, time_to_nanoseconds
 from pld_sim.ros.node_main import spin_node
 from pld_sim.ros.parameters import declare_config
 
@@ -56,6 +65,7 @@ PARAMS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # = the sim node's
+EPISODE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # = the episode manager's
 # Latched: a late `ros2 topic echo`, test or episode manager still sees readiness and the counters.
 STATUS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -97,9 +107,14 @@ class ResidualActorNode(Node):
         self.create_subscription(ActionChunk, "action_chunk", self.on_chunk, CHUNK_QOS)
         if self.cfg.params_topic_enabled:
             self.create_subscription(PolicyParams, "policy_params", self.on_params, PARAMS_QOS)
+        self.create_subscription(EpisodeEvent, "episode", self.on_episode, EPISODE_QOS)
         self.create_service(SetBool, "estop", self._on_estop)
-        self.create_timer(self.cfg.period_s, self.on_tick)  # node clock: sim time with use_sim_time
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # status keeps coming when sim time stands still
+        self._pending_since: float | None = None  # observation trigger: wall time the newest obs arrived
+        if self.cfg.trigger == "timer":
+            self.create_timer(self.cfg.period_s, self.on_tick)  # node clock: sim time with use_sim_time
+        else:
+            self.create_timer(self.cfg.watchdog_s / 4, self._act_on_observation, clock=steady)
         self.create_timer(self.cfg.status_period_s, self.publish_status, clock=steady)
         self.publish_status()
         if self.cfg.checkpoint:
@@ -119,6 +134,10 @@ class ResidualActorNode(Node):
             self.actor.set_observation(observation_input_from_msg(msg))
         except ValueError as exc:
             self._reject("observation", str(exc))
+            return
+        if self.cfg.trigger == "observation":
+            self._pending_since = time.monotonic()
+            self._act_on_observation()
 
     def on_chunk(self, msg: ActionChunk) -> None:
         """Subscription callback of `action_chunk`."""
@@ -126,6 +145,15 @@ class ResidualActorNode(Node):
             self.actor.set_chunk(chunk_input_from_msg(msg))
         except ValueError as exc:
             self._reject("chunk", str(exc))
+            return
+        if self.cfg.trigger == "observation":
+            self._act_on_observation()
+
+    def on_episode(self, msg: EpisodeEvent) -> None:
+        """Subscription callback of `episode`: act inside episodes, the residual from step T_base."""
+        self.actor.set_episode(int(msg.phase), int(msg.t_base), time_to_nanoseconds(msg.header.stamp))
+        if self.cfg.trigger == "observation":
+            self._act_on_observation()
 
     def _reject(self, kind: str, reason: str) -> None:
         self.actor.reject_input(kind, reason)
@@ -159,8 +187,33 @@ class ResidualActorNode(Node):
         return response
 
     def on_tick(self) -> None:
-        """Timer callback: one control step, one command."""
+        """Timer callback: one control step, one command (none between episodes)."""
+        if not self.actor.may_act():
+            return
         now = self.get_clock().now().nanoseconds
+        step = self.actor.tick(now, time.monotonic_ns())
+        self._command_pub.publish(actor_step_to_msg(step, nanoseconds_to_time(now)))
+        self._log_transitions(step.provenance, step.interventions)
+
+    def _act_on_observation(self) -> None:
+        """Observation trigger: command the waiting observation once a chunk covers it, or at the watchdog."""
+        obs, chunk = self.actor.observation, self.actor.chunk
+        if self._pending_since is None or obs is None or not self.actor.may_act(obs):
+            return
+        now = obs.stamp_ns
+        covered = False
+        if chunk is not None:
+            period = self.cfg.period_ns
+            row = (obs.stamp_ns - chunk.stamp_ns + period // 2) // period  # sim stamps jitter by a few ns
+            covered = 0 <= row < chunk.horizon and (
+                self.cfg.execute_steps == 0 or row < self.cfg.execute_steps
+            )
+            if covered:  # index the row on the step grid, not by the jittered stamp
+                now = max(obs.stamp_ns, chunk.stamp_ns + row * period)
+                covered = chunk_row(chunk.stamp_ns, now, period, chunk.horizon) == row
+        if not covered and time.monotonic() - self._pending_since < self.cfg.watchdog_s:
+            return  # the VLA's chunk for this step is still coming
+        self._pending_since = None
         step = self.actor.tick(now, time.monotonic_ns())
         self._command_pub.publish(actor_step_to_msg(step, nanoseconds_to_time(now)))
         self._log_transitions(step.provenance, step.interventions)
