@@ -50,3 +50,12 @@ def ros_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> int:
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
     monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_home" / "log"))
     return domain_id
+
+
+@pytest.fixture
+def tiny_vla() -> dict:
+    """SmallVLAConfig fields of a VLA small enough to build, train and run in a test (random weights)."""
+    return dict(
+        vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
+        flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4,
+    )  # fmt: skip

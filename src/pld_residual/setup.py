@@ -26,6 +26,8 @@ setup(
         "console_scripts": [
             "pld = pld_residual.cli.main:main",
             "residual_actor = pld_residual.ros.residual_actor_node:main",
+            "recorder = pld_residual.ros.recorder_node:main",
+            "episode_manager = pld_residual.ros.episode_manager_node:main",
         ]
     },
 )

@@ -173,6 +173,8 @@ class EpisodeWriter:
             self._connections[name] = connection
         if msgtype == topics.MSG_TYPES[topics.COMMAND]:
             self._count_command(self.store.deserialize_cdr(bytes(data), msgtype).provenance)
+        elif msgtype == topics.MSG_TYPES[topics.OBSERVATION] and not self._cameras:  # once per episode
+            self._cameras = list(self.store.deserialize_cdr(bytes(data), msgtype).camera_names)
         self._writer.write(connection, int(stamp), data)
         self._last_stamp = max(self._last_stamp, int(stamp))
 
@@ -206,8 +208,6 @@ class EpisodeWriter:
         self._write(topics.OBSERVATION, topics.MSG_TYPES[topics.OBSERVATION], stamp, msg)
         for name, image in zip(msg.camera_names, msg.images, strict=True):
             self._write(topics.camera_topic(name), topics.IMAGE_TYPE, stamp, image)
-        if not self._cameras:
-            self._cameras = list(msg.camera_names)
         if joint_positions is not None:
             joints = messages.joint_state_msg(store, joint_names, joint_positions, stamp)
             self._write(topics.JOINT_STATES, topics.MSG_TYPES[topics.JOINT_STATES], stamp, joints)
