@@ -64,8 +64,9 @@ class VLAServerConfig:
     every_n_steps: int = field(
         default=1,
         metadata=_help(
-            "answer only observations whose episode step is a multiple of this (lockstep graphs: the "
-            "chunk serves that many steps, as `pld learn`'s execute_steps); 1 = every observation"
+            "answer an observation only when the last answered one of its episode is this many steps "
+            "back (lockstep graphs: a chunk serves that many steps, as `pld learn`'s execute_steps; a "
+            "missed observation is made up by the next); 1 = every observation"
         ),
     )
     status_period_s: float = field(default=1.0, metadata=_help("period of the vla_status topic (s)"))

@@ -45,6 +45,13 @@ class EpisodeManagerConfig:
     reset_timeout_s: float = field(
         default=10.0, metadata=_help("retry a reset that has not answered after this long (wall clock)")
     )
+    vla_status_timeout_s: float = field(
+        default=3.0,
+        metadata=_help(
+            "start an episode only while the VLA server's vla_status said ready within this long (wall "
+            "clock); 0 = do not wait for it"
+        ),
+    )
     probing_seed: int = field(default=0, metadata=_help("seed of the T_base draws"))
     status_period_s: float = field(default=1.0, metadata=_help("period of the episode_status topic (s)"))
 
@@ -68,6 +75,10 @@ class EpisodeManagerConfig:
         for name in ("stage", "num_episodes", "time_limit_steps", "warmup_episodes", "probing_seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"EpisodeManagerConfig.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.vla_status_timeout_s < 0:
+            raise ValueError(
+                f"EpisodeManagerConfig.vla_status_timeout_s: must be >= 0, got {self.vla_status_timeout_s}"
+            )
         for name in ("control_hz", "abort_after_hold_s", "reset_timeout_s", "status_period_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"EpisodeManagerConfig.{name}: must be positive, got {getattr(self, name)}")

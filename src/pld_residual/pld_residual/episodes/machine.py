@@ -6,7 +6,9 @@ One episode: RESET (the Reset service answered; stamped with the first observati
 observation whose step is T_base) -> DONE, by success (a `reward` with success for an observation of this
 episode), by the time limit (the observation after the last allowed command) or by abort (no non-hold
 command for `abort_after_hold_s` of wall time: a dead VLA server or actor, an e-stop). Aborted episodes do
-not count towards a batch; the next reset follows at once, so episodes resume when the inputs come back.
+not count towards a batch. A reset is requested only while the inputs are ready (`set_inputs_ready`: the
+node says whether the VLA server reports ready); otherwise the machine waits, so a batch resumes by itself
+when the VLA comes back instead of aborting one empty episode after another.
 
 Who drives which step follows `pld_residual.replay.probing` (the same schedule as `pld learn` and
 `pld collect`): train mode starts with `warmup_episodes` base-only episodes, then draws T_base; collect
@@ -35,6 +37,7 @@ MODE_IDS = {"train": 0, "collect": 1, "eval": 2}  # RunEpisodes.Goal.MODE_*
 
 class State(enum.StrEnum):
     IDLE = "idle"  # no batch
+    WAITING = "waiting"  # a reset is due, the inputs are not ready
     RESETTING = "resetting"  # waiting for the Reset service
     RUNNING = "running"  # an episode is on
 
@@ -132,6 +135,7 @@ class EpisodeMachine:
         self._rng = np.random.default_rng(cfg.probing_seed)
         self._reset_sent_s = 0.0
         self._last_drive_s = 0.0  # wall time of the newest non-hold command (or of the episode start)
+        self.inputs_ready = True
 
     # ------------------------------------------------------------------ batches
 
@@ -155,6 +159,16 @@ class EpisodeMachine:
             seed=self.cfg.seed if seed is None else seed,
         )
         self.cfg.resolved_time_limit(self._registry_task())  # unknown task: refuse now, not mid-batch
+        return self._next_reset(now_s)
+
+    def set_inputs_ready(self, ready: bool) -> None:
+        """Whether the graph can run an episode now (the VLA server reports ready)."""
+        self.inputs_ready = bool(ready)
+
+    def _next_reset(self, now_s: float) -> list[Effect]:
+        if not self.inputs_ready:
+            self.state = State.WAITING
+            return []
         return [self._request_reset(now_s)]
 
     def cancel(self, now_s: float, stamp_ns: int | None = None) -> list[Effect]:
@@ -260,6 +274,8 @@ class EpisodeMachine:
         stalled = now_s - self._last_drive_s > self.cfg.abort_after_hold_s
         if self.state is State.RUNNING and self.episode is not None and stalled:
             return self._finish(END_ABORT, False, self.episode.last_stamp_ns, now_s)
+        if self.state is State.WAITING and self.inputs_ready:
+            return [self._request_reset(now_s)]
         if self.state is State.RESETTING and now_s - self._reset_sent_s > self.cfg.reset_timeout_s:
             self.counters.reset_timeouts += 1
             assert self.batch is not None
@@ -294,7 +310,7 @@ class EpisodeMachine:
         if batch.done >= batch.num_episodes:
             effects.append(self._batch_result("done"))
         else:
-            effects.append(self._request_reset(now_s))
+            effects += self._next_reset(now_s)
         return effects
 
     def _batch_result(self, message: str) -> BatchResult:

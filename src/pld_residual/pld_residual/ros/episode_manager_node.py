@@ -8,13 +8,15 @@ reads T_base from the events and lets the residual act from that step; the recor
 An episode starts at the first observation of the new reset (the driver's `Observation.episode_id`
 changes at a reset) once the service has answered; it ends on a `reward` with success, at the time limit,
 or aborted when no non-hold `command` came for `abort_after_hold_s` (wall clock): a dead VLA server or
-actor, an e-stop. Aborted episodes do not count; the next reset follows, so a batch resumes by itself
-when the inputs come back.
+actor, an e-stop. Aborted episodes do not count. Episodes start only while the VLA server's latched
+`vla_status` says ready and is fresh (it is republished every second; `vla_status_timeout_s`), so a
+batch waits while the VLA loads or is down, and resumes by itself when it is back.
 
 Topics, services and actions (relative to the node's namespace):
   sub  observation     pld_interfaces/Observation   reliable, keep last 10 (stamp, step, episode id)
   sub  reward          pld_interfaces/Reward        reliable, keep last 10
   sub  command         pld_interfaces/ActionCommand reliable, keep last 10 (provenance: alive or holding)
+  sub  vla_status      std_msgs/String (JSON)       reliable, transient local, depth 1 (ready?)
   pub  episode         pld_interfaces/EpisodeEvent  reliable, keep last 100
   pub  instruction     std_msgs/String              reliable, transient local, depth 1 (for the VLA)
   pub  episode_status  std_msgs/String (JSON)       reliable, transient local, depth 1
@@ -103,6 +105,10 @@ class EpisodeManagerNode(Node):
         self.create_subscription(Observation, "observation", self.on_observation, INPUT_QOS)
         self.create_subscription(Reward, "reward", self.on_reward, INPUT_QOS)
         self.create_subscription(ActionCommand, "command", self.on_command, INPUT_QOS)
+        self._vla_ready_at: float | None = None  # wall time of the newest vla_status saying ready
+        if self.cfg.vla_status_timeout_s > 0:
+            self.machine.set_inputs_ready(False)
+            self.create_subscription(String, "vla_status", self.on_vla_status, LATCHED_QOS)
         self._reset_client = self.create_client(Reset, "reset")
         self._action = ActionServer(
             self, RunEpisodes, "run_episodes", execute_callback=self._execute,
@@ -141,7 +147,20 @@ class EpisodeManagerNode(Node):
     def on_command(self, msg: ActionCommand) -> None:
         self.machine.on_command(int(msg.provenance), self._now())
 
+    def on_vla_status(self, msg: String) -> None:
+        try:
+            ready = bool(json.loads(msg.data).get("ready"))
+        except (ValueError, AttributeError):
+            ready = False
+        self._vla_ready_at = self._now() if ready else None
+
     def _poll(self) -> None:
+        if self.cfg.vla_status_timeout_s > 0:
+            fresh = (
+                self._vla_ready_at is not None
+                and self._now() - self._vla_ready_at < self.cfg.vla_status_timeout_s
+            )
+            self.machine.set_inputs_ready(fresh)
         if self._autostart_pending and self._reset_client.service_is_ready():
             self._autostart_pending = False
             self._start_batch(self.cfg.num_episodes)
@@ -280,7 +299,8 @@ class EpisodeManagerNode(Node):
         self._status_pub.publish(String(data=json.dumps(status)))
 
     def destroy_node(self) -> None:
-        self._apply(self.machine.cancel(self._now()))  # the recorder finalises the open episode as aborted
+        if self.context.ok():  # after Ctrl-C the context is gone; the recorder closes the open bag itself
+            self._apply(self.machine.cancel(self._now()))  # the open episode ends aborted, on the record
         self._action.destroy()
         super().destroy_node()
 

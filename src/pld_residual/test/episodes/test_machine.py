@@ -178,3 +178,20 @@ def test_bad_requests_are_refused_with_a_reason() -> None:
 def test_the_time_limit_defaults_to_the_tasks_own() -> None:
     assert EpisodeManagerConfig(task="pick_cube").resolved_time_limit() == 200  # 10 s at 20 Hz
     assert EpisodeManagerConfig(task="peg_insertion", control_hz=10).resolved_time_limit() == 150
+
+
+def test_resets_wait_while_the_inputs_are_not_ready_and_follow_when_they_are() -> None:
+    m = machine(abort_after_hold_s=1.0)
+    m.set_inputs_ready(False)
+    assert m.start_batch(1, now_s=0.0) == [] and m.state is State.WAITING
+    assert m.poll(5.0) == []
+    m.set_inputs_ready(True)
+    (reset,) = m.poll(5.1)
+    assert isinstance(reset, ResetRequest) and reset.seed == 0
+    m.on_reset(True, 0, "x", 1_000, 5.2)
+    m.set_inputs_ready(False)  # the VLA server went away mid-episode: the episode aborts, then waits
+    effects = m.poll(6.5)
+    assert events(effects)[0].end_reason == END_ABORT and not [
+        e for e in effects if isinstance(e, ResetRequest)
+    ]
+    assert m.state is State.WAITING

@@ -70,6 +70,7 @@ class VLAServerNode(Node):
     ) -> None:
         super().__init__(node_name, **kwargs)
         self.cfg = config_from_parameters(self, cfg)
+        self._last_submitted: tuple[int, int] | None = None  # episode id, step of the newest answered obs
         self._chunk_pub = self.create_publisher(ActionChunkMsg, "action_chunk", CHUNK_QOS)
         self._latency_pub = self.create_publisher(Float32, "inference_latency_ms", LATENCY_QOS)
         self._status_pub = self.create_publisher(String, "vla_status", STATUS_QOS)
@@ -88,8 +89,13 @@ class VLAServerNode(Node):
 
     def on_observation(self, msg: Observation) -> None:
         """Subscription callback of `observation` (public so in-process compositions can call it)."""
-        if msg.step % self.cfg.every_n_steps:
-            return  # the previous chunk serves this step (lockstep graphs)
+        last = self._last_submitted
+        if (
+            last is not None
+            and last[0] == msg.episode_id
+            and 0 <= msg.step - last[1] < self.cfg.every_n_steps
+        ):
+            return  # the chunk of step last[1] serves this step (lockstep graphs)
         try:
             obs = vla_observation_from_msg(msg)
         except ValueError as exc:
@@ -97,8 +103,11 @@ class VLAServerNode(Node):
             self._warn_rejected(str(exc))
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if self.server.submit(obs, stamp_ns, msg.header) is Outcome.REJECTED:
+        outcome = self.server.submit(obs, stamp_ns, msg.header)
+        if outcome is Outcome.REJECTED:
             self._warn_rejected(self.server.status()["last_reject_reason"])
+        elif outcome is Outcome.QUEUED:
+            self._last_submitted = (int(msg.episode_id), int(msg.step))
 
     def on_instruction(self, msg: String) -> None:
         self.server.set_instruction(msg.data)
