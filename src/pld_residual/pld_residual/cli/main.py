@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help). Issue 8 adds run.
+# name -> (module, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("pld_residual.cli.doctor", "check that this machine can run the PLD stack"),
     "demo": ("pld_residual.cli.demo", "run the main job on the simulated robot"),
@@ -30,6 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "success rate (with 95 %% intervals) of VLA checkpoints on seeded sim episodes",
     ),
     "dataset": ("pld_residual.cli.dataset", "PLD datasets (episode bags): info, verify"),
+    "run": (
+        "pld_franka_bringup.cli",
+        "the ros2 launch graph (sim, VLA, actor, episodes, recorder) in one process",
+    ),
 }
 
 

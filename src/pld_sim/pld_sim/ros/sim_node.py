@@ -78,6 +78,10 @@ def config_from_parameters(node: Node, defaults: SimDriverConfig | None = None) 
 class SimNode(Node):
     """Publishes the simulated robot's state and executes its commands; see the module docstring."""
 
+    # The renderer's OpenGL (EGL) context works only on the thread that made it current: an in-process
+    # composition (`pld run`) must build, spin and destroy this node on one thread.
+    THREAD_AFFINE = True
+
     def __init__(self, cfg: SimDriverConfig | None = None, *, node_name: str = "sim_node", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         self.cfg = config_from_parameters(self, cfg)

@@ -91,7 +91,8 @@ class VLAServerNode(Node):
         """Subscription callback of `observation` (public so in-process compositions can call it)."""
         last = self._last_submitted
         if (
-            last is not None
+            self.cfg.every_n_steps > 1
+            and last is not None
             and last[0] == msg.episode_id
             and 0 <= msg.step - last[1] < self.cfg.every_n_steps
         ):
