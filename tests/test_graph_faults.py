@@ -1,0 +1,171 @@
+"""Faults of the PLD graph with every node in its own process, as `ros2 launch` starts them: the VLA server
+killed mid-episode (the actor holds, the episode ends aborted, its bag is finalised and readable), restarted
+(episodes run again), and SIGINT to every process (every bag written so far is readable)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ros
+
+NAMESPACE = "faults"
+IMAGE_SIZE = 64
+TIME_LIMIT = 40
+HOLD, ABORT, DONE = 3, 3, 3  # ActionCommand.PROVENANCE_HOLD, EpisodeEvent.END_ABORT, EpisodeEvent.PHASE_DONE
+
+
+def node_processes(specs, tmp_path: Path) -> dict[str, list[str]]:
+    """The command line of every node: `python -m <module> --ros-args` with its merged parameters."""
+    from pld_franka_bringup.graph import load_node_parameters
+
+    commands = {}
+    for spec in specs:
+        params = {
+            k: json.dumps(v) if isinstance(v, dict) else v for k, v in load_node_parameters(spec).items()
+        }
+        params_file = tmp_path / f"{spec.name}.yaml"
+        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+        module = spec.node_class.partition(":")[0]
+        commands[spec.name] = [
+            sys.executable, "-m", module, "--ros-args", "-r", f"__ns:=/{NAMESPACE}", "-r",
+            f"__node:={spec.name}", "--params-file", str(params_file),
+        ]  # fmt: skip
+    return commands
+
+
+class Monitor:
+    """Collects the graph's episode events and commands in the test process."""
+
+    def __init__(self, context) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from pld_interfaces.msg import ActionCommand, EpisodeEvent
+
+        self.node = Node("fault_monitor", namespace=NAMESPACE, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.events: list = []
+        self.commands: list[tuple[float, int]] = []  # (wall time, provenance)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(EpisodeEvent, "episode", self.events.append, reliable)
+        self.node.create_subscription(
+            ActionCommand,
+            "command",
+            lambda m: self.commands.append((time.monotonic(), m.provenance)),
+            reliable,
+        )
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def done_events(self, end_reason: int | None = None) -> list:
+        return [
+            e for e in self.events if e.phase == DONE and (end_reason is None or e.end_reason == end_reason)
+        ]
+
+
+def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_sigint_keeps_every_bag(
+    ros_isolation: int, tmp_path: Path, tiny_vla
+) -> None:
+    import rclpy
+
+    from pld_franka_bringup.graph import GraphArgs, build_graph
+    from pld_residual.dataset.verify import verify_dataset
+
+    dataset = tmp_path / "dataset"
+    args = GraphArgs.from_strings(
+        {"task": "pick_cube", "mode": "eval", "num_episodes": "50", "dataset_dir": str(dataset),
+         "namespace": NAMESPACE}
+    )  # fmt: skip
+    vla = {**tiny_vla, "image_size": IMAGE_SIZE}
+    extra = {
+        "sim_node": {"image_size": IMAGE_SIZE},
+        "vla_server": {"checkpoint": "", "backend_options": vla, "every_n_steps": 4},
+        "episode_manager": {"time_limit_steps": TIME_LIMIT, "abort_after_hold_s": 1.0},
+    }
+    specs = [
+        dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
+    ]
+    commands = node_processes(specs, tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> None:
+        log = open(logs / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
+        processes[name] = subprocess.Popen(
+            commands[name], stdout=log, stderr=subprocess.STDOUT, env=os.environ
+        )
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_isolation)
+    try:
+        for name in commands:
+            start(name)
+        monitor = Monitor(context)
+        # episodes wait for the VLA server to be ready: the first one runs with the base in command
+        assert monitor.spin_until(lambda: len(monitor.done_events()) >= 1, 90), _logs(logs)
+        assert monitor.done_events()[0].end_reason != ABORT, "an episode started before the VLA was ready"
+        before = len(monitor.events)
+        assert monitor.spin_until(lambda: any(e.phase in (1, 2) for e in monitor.events[before:]), 30)
+        assert monitor.spin_until(lambda: sum(p != HOLD for _, p in monitor.commands[-5:]) >= 5, 30)
+
+        processes["vla_server"].send_signal(signal.SIGKILL)  # mid-episode
+        killed_at = time.monotonic()
+        processes["vla_server"].wait(10)
+        assert monitor.spin_until(lambda: any(t > killed_at and p == HOLD for t, p in monitor.commands), 10)
+        first_hold = min(t for t, p in monitor.commands if t > killed_at and p == HOLD)
+        # the old chunk's rows run out, then the watchdog (0.2 s wall per step in lockstep) makes holds
+        assert first_hold - killed_at < 5.0
+        assert monitor.spin_until(lambda: len(monitor.done_events(ABORT)) >= 1, 10), "no aborted episode"
+
+        start("vla_server")
+        aborts = len(monitor.done_events(ABORT))
+        restarted = len(monitor.done_events())
+        # episodes run to their time limit (or success) again once the new server answers
+        assert monitor.spin_until(
+            lambda: any(e.end_reason != ABORT for e in monitor.done_events()[restarted:]), 120
+        ), _logs(logs)
+        # no string of empty aborted episodes while the server was down: the manager waited for it
+        assert 1 <= aborts <= 3, f"{aborts} aborted episodes during the outage"
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for name, process in processes.items():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail(f"{name} did not stop on SIGINT")
+        rclpy.try_shutdown(context=context)
+    assert processes["recorder"].returncode == 0, _logs(logs)
+    report = verify_dataset(dataset)
+    assert not report["broken"], report
+    index = json.loads((dataset / "index.json").read_text())
+    records = index["episodes"] if isinstance(index, dict) else index
+    reasons = {r["end_reason"] for r in records}
+    assert "abort" in reasons and ({"time_limit", "success"} & reasons), reasons
+    assert report["ok"] == len(records) >= 3
+
+
+def _logs(directory: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("*.log")))
