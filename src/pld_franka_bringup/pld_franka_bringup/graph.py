@@ -29,6 +29,7 @@ Overrides (parameter name -> value) computed from the arguments; everything else
 | num_episodes | episode_manager | num_episodes | always (0 = wait for RunEpisodes goals) |
 | realtime | sim_node | mode | true -> "realtime", false -> "lockstep" |
 | realtime | residual_actor | trigger | true -> "timer" (rate_hz), false -> "observation" (lockstep) |
+| realtime | vla_server | every_n_steps | true -> 1 (answer the newest observation); else the YAML's (4) |
 | reward | sim_node | reward_topic | predicate -> "reward", classifier -> "predicate_reward" |
 | sim | every node but sim_node | use_sim_time | true with sim (stamps are sim time) |
 """
@@ -250,7 +251,12 @@ def build_graph(args: GraphArgs, config_dir: Path | None = None) -> list[NodeSpe
                 "reward_topic": "reward" if args.reward == "predicate" else "predicate_reward",
             },
         ),
-        spec("pld_vla_server", "vla_server", **({"backend": args.backend} if args.backend else {})),
+        spec(
+            "pld_vla_server",
+            "vla_server",
+            **({"backend": args.backend} if args.backend else {}),
+            **({"every_n_steps": 1} if args.realtime else {}),  # realtime: answer the newest observation
+        ),
         spec(
             "pld_residual",
             "residual_actor",

@@ -122,7 +122,7 @@ def test_argument_overrides() -> None:
         "trigger": "timer",
         "use_sim_time": True,
     }
-    assert nodes["vla_server"].overrides == {"backend": "openpi", "use_sim_time": True}
+    assert nodes["vla_server"].overrides == {"backend": "openpi", "every_n_steps": 1, "use_sim_time": True}
     assert nodes["recorder"].overrides == {
         "source": "pld",
         "keep_failures": False,
