@@ -192,6 +192,14 @@ class ResidualActor:
             return True
         return obs is not None and self.gate.running(obs.stamp_ns)
 
+    def current_chunk(self) -> ChunkInput | None:
+        """The chunk to index: none when it answers an observation from before the current episode (its
+        rows continue the previous episode's motion, not this one's)."""
+        chunk = self.chunk
+        if chunk is not None and self.gate is not None and chunk.stamp_ns < self.gate.start_stamp_ns:
+            return None
+        return chunk
+
     def _residual_allowed(self, obs: ObservationInput) -> bool:
         return self.gate is None or self.gate.residual_allowed(obs.step, obs.stamp_ns)
 
@@ -282,7 +290,7 @@ class ResidualActor:
         self.timer.tick(time.monotonic_ns() if steady_ns is None else steady_ns)
         if self._pending is not None:
             self._resolve_pending()
-        cfg, obs, chunk = self.cfg, self.observation, self.chunk
+        cfg, obs, chunk = self.cfg, self.observation, self.current_chunk()
         base = None
         if chunk is not None:
             row = chunk_row(

@@ -197,7 +197,7 @@ class ResidualActorNode(Node):
 
     def _act_on_observation(self) -> None:
         """Observation trigger: command the waiting observation once a chunk covers it, or at the watchdog."""
-        obs, chunk = self.actor.observation, self.actor.chunk
+        obs, chunk = self.actor.observation, self.actor.current_chunk()
         if self._pending_since is None or obs is None or not self.actor.may_act(obs):
             return
         now = obs.stamp_ns

@@ -22,3 +22,29 @@ def test_an_episode_opens_at_its_first_observation_and_closes_at_done() -> None:
 def test_a_warmup_episode_never_lets_the_residual_act() -> None:
     gate = next_gate(None, PHASE_PROBING, 200, 0)
     assert not any(gate.residual_allowed(step, 0) for step in range(200))
+
+
+def test_a_chunk_of_the_previous_episode_is_not_indexed_in_the_next() -> None:
+    """Lockstep: the last chunk of an episode still has rows when the next episode's first observation
+    comes one period later; the actor must wait for the new episode's chunk instead of using them."""
+    import numpy as np
+
+    from pld_residual.actor.config import ResidualActorConfig
+    from pld_residual.actor.core import ChunkInput, ObservationInput, ResidualActor
+
+    period = 50_000_000
+    actor = ResidualActor(ResidualActorConfig(workspace_enabled=False))
+    old = ChunkInput(
+        np.full((10, 7), 0.01, np.float32), stamp_ns=10 * period, features=np.zeros(0, np.float32)
+    )
+    actor.set_chunk(old)
+    proprio = np.array([0.5, 0.0, 0.3, 1, 0, 0, 0, 0.04], np.float32)
+    actor.set_observation(ObservationInput(proprio, stamp_ns=11 * period))
+    assert actor.tick(11 * period).base[0] == np.float32(0.01)  # no episode manager: as before
+    actor.set_episode(RESET, 0, 11 * period)
+    actor.set_episode(PHASE_RESIDUAL, 0, 11 * period)
+    assert actor.current_chunk() is None
+    assert actor.tick(11 * period).provenance.name == "HOLD"
+    actor.set_chunk(ChunkInput(np.full((10, 7), 0.002, np.float32), 11 * period, np.zeros(0, np.float32)))
+    step = actor.tick(11 * period)
+    assert step.provenance.name == "BASE" and step.base[0] == np.float32(0.002)
