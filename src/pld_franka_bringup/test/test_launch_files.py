@@ -187,13 +187,26 @@ def test_pick_cube_launch_makes_commands_flow_within_30_s(tmp_path: Path) -> Non
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _stop_group(process)
         log.close()
     output = (tmp_path / "launch.log").read_text()[-4000:]
     assert len(received) >= 5, f"{len(received)} commands in 30 s; launch output:\n{output}"
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Ctrl-C the launch and its nodes; also when the launch already died (a launch that fails on an
+    exception leaves the nodes it started running, in its process group)."""
+    for sig, wait_s in ((signal.SIGINT, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            process.poll()  # reap the launch process, so that only live members keep the group
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    process.wait()

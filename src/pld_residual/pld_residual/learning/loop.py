@@ -34,6 +34,7 @@ import numpy as np
 from pld_residual.agent import learner
 from pld_residual.agent.io import atomic_write
 from pld_residual.agent.policy import ResidualPolicy
+from pld_residual.cli.interrupts import raise_if_requested
 from pld_residual.learning.action_space import acting_xi, agent_base, executed_action, update_xis
 from pld_residual.learning.base_env import BaseGuidedEnv, GuidedObs
 from pld_residual.learning.config import LearnConfig
@@ -391,6 +392,7 @@ class _OnlineLoop:
                     return False
                 if c.env_steps >= c.next_checkpoint_at:
                     self.checkpoint()
+                raise_if_requested()
                 self.episode()
 
     def episode(self) -> None:

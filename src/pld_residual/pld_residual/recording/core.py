@@ -313,7 +313,16 @@ class DatasetRecorder:
 
     def _place(self, message: _Pending) -> None:
         episode = self._episode
-        if episode is not None and episode.holds(message.stamp):
+        if (
+            episode is not None
+            and episode.done is not None
+            and message.topic == topics.COMMAND
+            and message.stamp >= episode.done.stamp_ns
+        ):
+            # a command answering the episode's last observation (sent before the actor heard DONE) does
+            # not belong to the episode: it ended at that observation
+            self.dropped["after_done"] += 1
+        elif episode is not None and episode.holds(message.stamp):
             self._write(episode, message)
         elif self._last_range is not None and self._last_range[0] <= message.stamp <= self._last_range[1]:
             self.dropped["late"] += 1  # arrived after its episode's bag was finished: grace too short?

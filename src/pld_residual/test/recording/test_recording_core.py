@@ -448,3 +448,18 @@ def test_config_validates_and_round_trips(tmp_path: Path, monkeypatch: pytest.Mo
     default = RecorderConfig().resolved_dataset_dir()
     assert default.parent == tmp_path / "runs" and default.name.endswith("-graph-dataset")
     assert RecorderConfig(dataset_dir=str(tmp_path / "d")).resolved_dataset_dir() == tmp_path / "d"
+
+
+def test_a_command_for_the_last_observation_is_not_part_of_the_episode(root: Path) -> None:
+    """Lockstep race: the actor may answer the episode's final observation before it hears DONE; that
+    command is stamped at the DONE stamp and must not make the bag one command longer than its steps."""
+    rec = recorder(root)
+    feed = Feed(rec)
+    items = episode_items(graph_episode=1, start=10**9, steps=4, success=False, end_reason=2)
+    done = 10**9 + 4 * STEP_NS
+    items.insert(-1, command(4, done, True, 1))  # the answer to observation 4, before the DONE event
+    feed(items)
+    feed.wait(GRACE + 0.01)
+    (record,) = bags(root)
+    assert record["length"] == 4 and record["extra"]["messages"][CMD] == 4
+    assert rec.status()["dropped"] == {"after_done": 1}
