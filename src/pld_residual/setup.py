@@ -28,6 +28,7 @@ setup(
             "residual_actor = pld_residual.ros.residual_actor_node:main",
             "recorder = pld_residual.ros.recorder_node:main",
             "episode_manager = pld_residual.ros.episode_manager_node:main",
+            "learner = pld_residual.ros.learner_node:main",
         ]
     },
 )

@@ -28,7 +28,7 @@ Overrides (parameter name -> value) computed from the arguments; everything else
 | dataset_dir | recorder | dataset_dir | when given ('' = the YAML's) |
 | num_episodes | episode_manager | num_episodes | always (0 = wait for RunEpisodes goals) |
 | realtime | sim_node | mode | true -> "realtime", false -> "lockstep" |
-| realtime | residual_actor | trigger | true -> "timer" (rate_hz), false -> "observation" (lockstep) |
+| sim | residual_actor | trigger | true -> "observation" (sim observations clock it), false -> "timer" |
 | realtime | vla_server | every_n_steps | true -> 1 (answer the newest observation); else the YAML's (4) |
 | reward | sim_node | reward_topic | predicate -> "reward", classifier -> "predicate_reward" |
 | sim | every node but sim_node | use_sim_time | true with sim (stamps are sim time) |
@@ -262,7 +262,9 @@ def build_graph(args: GraphArgs, config_dir: Path | None = None) -> list[NodeSpe
             "residual_actor",
             deterministic=args.mode != "train",
             checkpoint=args.checkpoint,
-            trigger="timer" if args.realtime else "observation",
+            # the sim publishes one observation per control step: acting on it as it comes keeps the
+            # latency at the graph's own (a sim-time timer races /clock and the observation it answers)
+            trigger="observation" if args.sim else "timer",
         ),
     ]
     if args.reward == "classifier":

@@ -90,3 +90,61 @@ def test_eval_episodes_over_the_graph_are_recorded_as_a_verified_dataset(
         assert set(record["provenance"]) <= {"base", "hold"}  # no policy: the base passes through
     # lockstep: every command answered the newest observation (none dropped as stale mid-episode)
     assert sim_status["accepted"] + sim_status["holds"] >= 2 * TIME_LIMIT
+
+
+def test_train_mode_learns_from_graph_episodes_publishes_params_and_checkpoints(
+    ros_isolation: int, tmp_path: Path, tiny_graph_overrides
+) -> None:
+    """Warm-up episodes by the base, then probing episodes with the residual: the learner rebuilds every
+    episode into replay, runs updates, publishes versioned parameters the actor applies, and leaves a
+    checkpoint and a deployable `policy/`."""
+    import yaml
+
+    from pld_franka_bringup.graph import GraphArgs
+    from pld_franka_bringup.ros.compose import ComposedGraph, init_context, recording_idle
+
+    learn = tmp_path / "learn.yaml"
+    learn.write_text(yaml.safe_dump({
+        "task": "pick_cube", "warmup_episodes": 2, "offline_episodes": 2, "critic_pretrain_steps": 0,
+        "agent": {"hidden": 16, "batch_size": 8, "updates_per_call": 2, "residual_axes": [0, 1, 5]},
+    }))  # fmt: skip
+    out = tmp_path / "learn"
+    overrides = {
+        **tiny_graph_overrides,
+        "episode_manager": {
+            **tiny_graph_overrides["episode_manager"],
+            "warmup_episodes": 2,
+            "probing_alpha": 0.5,
+        },
+        "learner": {"learn_config": str(learn), "out_dir": str(out), "publish_every_updates": 4},
+        "residual_actor": {"agent_options": json.dumps({"hidden": 16, "residual_axes": [0, 1, 5]})},
+    }
+    args = GraphArgs.from_strings(
+        {"task": "pick_cube", "mode": "train", "num_episodes": "5", "dataset_dir": str(tmp_path / "ds"),
+         "namespace": "tr"}
+    )  # fmt: skip
+    context = init_context(domain_id=ros_isolation)
+    try:
+        with ComposedGraph(compose(args, overrides), context) as graph:
+            manager, recorder, learner = (graph.nodes[n] for n in ("episode_manager", "recorder", "learner"))
+            done = graph.spin_until(lambda: manager.last_result is not None and recording_idle(recorder), 180)
+            assert done, f"episodes did not finish: {manager.machine.status()}"
+            graph.spin_until(
+                lambda: learner.learner.counters.episodes >= 5 and learner.learner.version >= 2, 30
+            )
+            status = learner.learner.status()
+            actor = graph.nodes["residual_actor"].actor.status()
+    finally:
+        import rclpy
+
+        rclpy.try_shutdown(context=context)
+    assert status["episodes"] == 5 and not status["episodes_skipped"], status
+    assert status["env_steps"] == 5 * TIME_LIMIT  # every step of every episode rebuilt
+    assert status["updates"] > 0 and status["params_version"] >= 2, status
+    assert (actor["params_version"] or 0) >= 1 and actor["policy_loaded"], (
+        actor["counters"],
+        actor["last_error"],
+        actor["params_pending"],
+    )
+    assert (out / "checkpoint" / "loop.json").is_file() and (out / "policy").is_dir()
+    assert status["online"] > 0

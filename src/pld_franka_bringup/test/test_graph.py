@@ -119,7 +119,7 @@ def test_argument_overrides() -> None:
     assert nodes["residual_actor"].overrides == {
         "deterministic": True,
         "checkpoint": "runs/x/best_policy",
-        "trigger": "timer",
+        "trigger": "observation",  # sim: realtime too
         "use_sim_time": True,
     }
     assert nodes["vla_server"].overrides == {"backend": "openpi", "every_n_steps": 1, "use_sim_time": True}
@@ -268,7 +268,9 @@ def test_load_node_parameters_merges_sections_and_overrides_win(tmp_path: Path) 
     assert load_node_parameters(spec) == {"a": 0, "b": 1, "c": 2, "d": 3, "mode": "realtime"}
     other_namespace = NodeSpec("pld_sim", "sim_node", "sim_node", "franka", path, {})
     assert load_node_parameters(other_namespace) == {"a": 0, "b": 1, "c": 2, "d": 0}
-    absent = NodeSpec("pld_residual", "learner", "learner", "franka", CONFIG_DIR / "pick_cube.yaml", {"x": 1})
+    absent = NodeSpec(
+        "pld_residual", "no_such_node", "no_such_node", "franka", CONFIG_DIR / "pick_cube.yaml", {"x": 1}
+    )
     assert load_node_parameters(absent) == {"x": 1}  # no section: the overrides (and node defaults) only
 
 
@@ -347,6 +349,10 @@ def test_load_node_parameters_builds_the_node_config(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "base_vla" / "flow").mkdir(parents=True)
     (tmp_path / "policy").mkdir()
+    config = tmp_path / "src" / "pld_residual" / "config"
+    config.mkdir(parents=True)
+    for name in ("learn_pick_cube.yaml",):
+        (config / name).write_text("task: pick_cube\n")
     args = GraphArgs(task=task, reward="classifier", checkpoint=str(tmp_path / "policy"), num_episodes=3)
     spec = _by_name(build_graph(args))[node]
     cls = _config_class(node)
@@ -363,7 +369,15 @@ def test_load_node_parameters_builds_the_node_config(
 
 def test_node_types_resolve_where_written() -> None:
     pytest.importorskip("rclpy", reason="the node classes import rclpy")
-    for node in ("sim_node", "vla_server", "residual_actor", "reward_node"):
+    for node in (
+        "sim_node",
+        "vla_server",
+        "residual_actor",
+        "reward_node",
+        "episode_manager",
+        "recorder",
+        "learner",
+    ):
         (refs,) = [r for (_, executable), r in NODE_TYPES.items() if executable == node]
         node_cls, config_cls = (import_ref(ref) for ref in refs)
         assert node_cls.__name__.endswith("Node") and hasattr(config_cls, "from_dict")

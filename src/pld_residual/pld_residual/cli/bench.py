@@ -17,6 +17,7 @@ PARTS: dict[str, tuple[str, str]] = {
         "pld_residual.cli.bench_rl",
         "learning curves of PLD and the baselines; --updates-only: updates/s vs stable-baselines3 SAC",
     ),
+    "graph": ("pld_franka_bringup.bench", "graph loop jitter, observation->command latency vs bare rclpy"),
 }
 
 

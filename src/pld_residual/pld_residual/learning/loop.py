@@ -192,6 +192,24 @@ def warm_start(
     return state, report
 
 
+def update_call(
+    state: learner.ResidualSACState,
+    sampler: HybridSampler,
+    rng: np.random.Generator,
+    obs_fields: tuple[str, ...],
+    updates_done: int,
+    guided: bool = True,
+) -> tuple[learner.ResidualSACState, dict[str, Any]]:
+    """One jitted `learner.update` call: `updates_per_call` gradient steps on hybrid batches, with the xi
+    schedule from `updates_done` on. Shared by `pld learn` and the learner node of the ROS graph."""
+    config = state.config
+    raw = sampler.sample_many(config.updates_per_call, config.batch_size, rng)
+    batch = to_learner_batch(raw, obs_fields)
+    batch.pop("is_offline", None)
+    batch["xi"] = update_xis(updates_done, config.updates_per_call, config, guided)
+    return learner.update(state, batch)
+
+
 class _Run:
     """The mutable pieces of one learning session (kept together so phases stay small functions)."""
 
@@ -453,11 +471,9 @@ class _OnlineLoop:
         c = self.counters
         c.pending_updates += config.utd_ratio
         while c.pending_updates >= config.updates_per_call:
-            raw = self.sampler.sample_many(config.updates_per_call, config.batch_size, self.rng)
-            batch = to_learner_batch(raw, self.obs_fields)
-            batch.pop("is_offline", None)
-            batch["xi"] = update_xis(c.updates, config.updates_per_call, config, self.method.guided)
-            self.state, info = learner.update(self.state, batch)
+            self.state, info = update_call(
+                self.state, self.sampler, self.rng, self.obs_fields, c.updates, self.method.guided
+            )
             c.pending_updates -= config.updates_per_call
             c.updates += config.updates_per_call
             self.policy.set_params(self.state.actor.params)
