@@ -1,5 +1,5 @@
 """`pld run <task> [key:=value ...]`: the `ros2 launch pld_franka_bringup <task>.launch.py` graph composed
-in one process (MultiThreadedExecutor), with the same nodes, YAML and arguments, for machines without
+in one process (one executor; the sim node on its own thread), with the same nodes, YAML and arguments, for machines without
 `ros2 launch`.
 
   pld run pick_cube mode:=eval num_episodes:=10              # base (+ residual if checkpoint) in sim

@@ -120,6 +120,7 @@ def test_argument_overrides() -> None:
         "deterministic": True,
         "checkpoint": "runs/x/best_policy",
         "trigger": "observation",  # sim: realtime too
+        "execute_steps": 0,
         "use_sim_time": True,
     }
     assert nodes["vla_server"].overrides == {"backend": "openpi", "every_n_steps": 1, "use_sim_time": True}

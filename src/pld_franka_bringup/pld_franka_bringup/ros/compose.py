@@ -1,4 +1,4 @@
-"""The launch graph in one process: every node of `graph.build_graph` on one MultiThreadedExecutor, with
+"""The launch graph in one process: every node of `graph.build_graph` on one executor, with
 the same parameters as `ros2 launch` (the task YAML's section of each node plus the argument overrides).
 
 For machines without `ros2 launch` (pip-only ROS) and for tests. Nodes are built in graph order and
@@ -6,7 +6,10 @@ destroyed in reverse; the recorder finalises an episode still open then as abort
 
 A node class with `THREAD_AFFINE = True` (the sim node: its OpenGL context works only on the thread that
 made it current) is built, spun and destroyed on a thread of its own with a single-threaded executor; the
-others share the multi-threaded one.
+others share one single-threaded executor. Single-threaded on purpose: polling rclpy's
+MultiThreadedExecutor keeps rebuilding its wait set while a callback is in flight (a busy loop holding
+the GIL: the graph ran 6x slower and the VLA's chunks came late enough to change episodes); the slow
+work has threads of its own anyway (VLA inference, the learner's updates).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -39,10 +42,10 @@ def parameter_overrides(values: dict[str, Any]) -> list[Parameter]:
 class ComposedGraph:
     """The nodes of a graph in one process (`with ComposedGraph(specs, context) as graph: ...`)."""
 
-    def __init__(self, specs: Iterable[NodeSpec], context: Context, num_threads: int = 4) -> None:
+    def __init__(self, specs: Iterable[NodeSpec], context: Context) -> None:
         self.specs = list(specs)
         self.context = context
-        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.nodes: dict[str, Node] = {}
         self._threads: dict[str, _NodeThread] = {}
         try:

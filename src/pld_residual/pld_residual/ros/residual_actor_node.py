@@ -136,7 +136,8 @@ class ResidualActorNode(Node):
             self._reject("observation", str(exc))
             return
         if self.cfg.trigger == "observation":
-            self._pending_since = time.monotonic()
+            if self._pending_since is None:  # a newer observation replaces a waiting one, not its deadline
+                self._pending_since = time.monotonic()
             self._act_on_observation()
 
     def on_chunk(self, msg: ActionChunk) -> None:
