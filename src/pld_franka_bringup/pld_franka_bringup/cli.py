@@ -1,6 +1,6 @@
 """`pld run <task> [key:=value ...]`: the `ros2 launch pld_franka_bringup <task>.launch.py` graph composed
-in one process (one executor; the sim node on its own thread), with the same nodes, YAML and arguments, for machines without
-`ros2 launch`.
+in one process (one executor; the sim node on its own thread), with the same nodes, YAML and arguments,
+for machines without `ros2 launch`.
 
   pld run pick_cube mode:=eval num_episodes:=10              # base (+ residual if checkpoint) in sim
   pld run pick_cube mode:=collect checkpoint:=runs/<learn>/best_policy num_episodes:=50 dataset_dir:=data/pld

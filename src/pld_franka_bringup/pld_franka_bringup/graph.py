@@ -27,6 +27,7 @@ Overrides (parameter name -> value) computed from the arguments; everything else
 | backend | vla_server | backend | when given ('' = the YAML's) |
 | dataset_dir | recorder | dataset_dir | when given ('' = the YAML's) |
 | num_episodes | episode_manager | num_episodes | always (0 = wait for RunEpisodes goals) |
+| seed | episode_manager | seed | when given (episode i resets with seed + i; -1 = drawn) |
 | realtime | sim_node | mode | true -> "realtime", false -> "lockstep" |
 | sim | residual_actor | trigger | true -> "observation" (sim observations clock it), false -> "timer" |
 | realtime | residual_actor | execute_steps | true -> 0 (any row of the newest chunk); else the YAML's (4) |
@@ -124,6 +125,7 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
     LaunchArgument("namespace", "franka", "robot namespace of every node and topic"),
     LaunchArgument("num_episodes", "0", "episodes to run; 0 = wait for RunEpisodes goals"),
+    LaunchArgument("seed", "", "seed of the first episode (episode i: seed + i); '' = the YAML's (0)"),
     LaunchArgument(
         "realtime", "false", "sim at 20 Hz wall clock (true) or lockstep, as fast as possible", _BOOLS
     ),
@@ -146,6 +148,7 @@ class GraphArgs:
     reward: str = field(default="predicate", metadata={"help": "predicate (sim only) or classifier"})
     namespace: str = field(default="franka", metadata={"help": "robot namespace"})
     num_episodes: int = field(default=0, metadata={"help": "0 = wait for RunEpisodes goals"})
+    seed: str = field(default="", metadata={"help": "first episode's seed; '' = the YAML's"})
     realtime: bool = field(default=False, metadata={"help": "sim realtime (true) or lockstep (false)"})
 
     def __post_init__(self) -> None:
@@ -167,6 +170,8 @@ class GraphArgs:
             raise ValueError(f"namespace: must be a ROS namespace like franka, got {self.namespace!r}")
         if self.num_episodes < 0:
             raise ValueError(f"num_episodes: must be >= 0, got {self.num_episodes}")
+        if self.seed:
+            _parse_int("seed", self.seed)
         if self.mode == "collect" and not self.checkpoint:
             raise ValueError(
                 "mode:=collect needs checkpoint:=<residual policy directory> (the specialist that takes "
@@ -273,7 +278,10 @@ def build_graph(args: GraphArgs, config_dir: Path | None = None) -> list[NodeSpe
     ]
     if args.reward == "classifier":
         nodes.append(spec("pld_reward", "reward_node"))
-    nodes.append(spec("pld_residual", "episode_manager", mode=args.mode, num_episodes=args.num_episodes))
+    seed = {"seed": _parse_int("seed", args.seed)} if args.seed else {}
+    nodes.append(
+        spec("pld_residual", "episode_manager", mode=args.mode, num_episodes=args.num_episodes, **seed)
+    )
     if args.record:
         recorder: dict[str, Any] = {"source": RECORDER_SOURCE[args.mode]}
         if args.mode == "collect":

@@ -382,3 +382,11 @@ def test_node_types_resolve_where_written() -> None:
         (refs,) = [r for (_, executable), r in NODE_TYPES.items() if executable == node]
         node_cls, config_cls = (import_ref(ref) for ref in refs)
         assert node_cls.__name__.endswith("Node") and hasattr(config_cls, "from_dict")
+
+
+def test_seed_argument_sets_the_first_episodes_seed() -> None:
+    nodes = _by_name(build_graph(GraphArgs.from_strings({"mode": "eval", "seed": "10000"})))
+    assert nodes["episode_manager"].overrides["seed"] == 10000
+    assert "seed" not in _by_name(build_graph(GraphArgs()))["episode_manager"].overrides
+    with pytest.raises(ValueError, match="seed"):
+        GraphArgs.from_strings({"seed": "ten"})
