@@ -169,3 +169,90 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
 
 def _logs(directory: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("*.log")))
+
+
+def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_killed(
+    ros_isolation: int, tmp_path: Path, tiny_vla
+) -> None:
+    import rclpy
+    from std_msgs.msg import String
+
+    from pld_franka_bringup.graph import GraphArgs, build_graph
+    from pld_residual.ros.residual_actor_node import STATUS_QOS
+
+    learn = tmp_path / "learn.yaml"
+    learn.write_text(
+        yaml.safe_dump(
+            {"task": "pick_cube", "warmup_episodes": 1, "offline_episodes": 1, "critic_pretrain_steps": 0,
+             "agent": {"hidden": 16, "batch_size": 8, "updates_per_call": 2, "residual_axes": [0, 1, 5]}}
+        )
+    )  # fmt: skip
+    args = GraphArgs.from_strings(
+        {
+            "task": "pick_cube",
+            "mode": "train",
+            "num_episodes": "200",
+            "record": "false",
+            "namespace": NAMESPACE,
+        }
+    )
+    vla = {**tiny_vla, "image_size": IMAGE_SIZE}
+    extra = {
+        "sim_node": {"image_size": IMAGE_SIZE},
+        "vla_server": {"checkpoint": "", "backend_options": vla, "every_n_steps": 4},
+        "episode_manager": {"time_limit_steps": 20, "warmup_episodes": 1, "probing_alpha": 0.2},
+        "residual_actor": {"agent_options": {"hidden": 16, "residual_axes": [0, 1, 5]}},
+        "learner": {
+            "learn_config": str(learn),
+            "out_dir": str(tmp_path / "learn"),
+            "publish_every_updates": 2,
+        },
+    }
+    specs = [
+        dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
+    ]
+    commands = node_processes(specs, tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes: dict[str, subprocess.Popen] = {}
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_isolation)
+    try:
+        for name, command in commands.items():
+            log = open(logs / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
+            processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        monitor = Monitor(context)
+        statuses: list[dict] = []
+        monitor.node.create_subscription(
+            String, "actor_status", lambda m: statuses.append(json.loads(m.data)), STATUS_QOS
+        )
+        residual = 1  # ActionCommand.PROVENANCE_RESIDUAL
+        assert monitor.spin_until(
+            lambda: (
+                statuses
+                and (statuses[-1]["params_version"] or 0) >= 2
+                and any(p == residual for _, p in monitor.commands[-20:])
+            ),
+            120,
+        ), _logs(logs)
+        processes["learner"].send_signal(signal.SIGKILL)
+        processes["learner"].wait(10)
+        monitor.spin_until(lambda: False, 1.0)  # a publication already on its way still lands
+        killed_at = time.monotonic()
+        version = statuses[-1]["params_version"]
+        episodes = len(monitor.done_events())
+        # the graph goes on: more episodes, the residual still acting with the last parameters it got
+        assert monitor.spin_until(lambda: len(monitor.done_events()) >= episodes + 2, 60), _logs(logs)
+        after = [p for t, p in monitor.commands if t > killed_at]
+        assert after.count(residual) > 0 and HOLD not in after
+        assert statuses[-1]["params_version"] == version and statuses[-1]["policy_loaded"]
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        rclpy.try_shutdown(context=context)
