@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pld_sim.config_checks import check_field_types, config_from_dict
 
 MODES = ("train", "collect", "eval")
 
@@ -56,18 +57,7 @@ class EpisodeManagerConfig:
     status_period_s: float = field(default=1.0, metadata=_help("period of the episode_status topic (s)"))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = type(f.default)
-            if expected is float:
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            else:
-                ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-            if not ok:
-                kind = expected.__name__
-                raise ValueError(f"EpisodeManagerConfig.{f.name}: must be a {kind}, got {value!r}")
-            if expected is float:
-                object.__setattr__(self, f.name, float(value))
+        check_field_types(self)
         if not self.task:
             raise ValueError("EpisodeManagerConfig.task: must not be empty")
         if self.mode not in MODES:
@@ -99,10 +89,7 @@ class EpisodeManagerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EpisodeManagerConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"EpisodeManagerConfig: unknown option(s) {unknown}")
-        return cls(**dict(values))
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,9 +15,9 @@ resumes; `policy/` always holds the newest published actor (for `mode:=collect` 
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 
 from pld_residual.learning.graph_transitions import EpisodeSteps
 from pld_residual.replay.probing import EpisodePlan
+from pld_sim.config_checks import check_field_types, config_from_dict
 
 ROLLING = 20  # episodes in the reported recent training success rate
 
@@ -63,16 +64,7 @@ class LearnerNodeConfig:
     status_period_s: float = field(default=1.0, metadata=_help("period of the learner_status topic (s)"))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value, expected = getattr(self, f.name), type(f.default)
-            if expected is float:
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            else:
-                ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-            if not ok:
-                raise ValueError(f"LearnerNodeConfig.{f.name}: must be a {expected.__name__}, got {value!r}")
-            if expected is float:
-                object.__setattr__(self, f.name, float(value))
+        check_field_types(self)
         for name in ("publish_every_updates", "checkpoint_every_steps", "max_update_calls_per_tick"):
             if getattr(self, name) < 1:
                 raise ValueError(f"LearnerNodeConfig.{name}: must be >= 1, got {getattr(self, name)}")
@@ -105,11 +97,8 @@ class LearnerNodeConfig:
         return LearnConfig.from_dict({**values, "seed": values.get("seed", self.seed)})
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LearnerNodeConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"LearnerNodeConfig: unknown option(s) {unknown}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> LearnerNodeConfig:
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,12 +6,13 @@ Each field is one read-only ROS parameter of `recorder_node`; YAML presets and i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pld_sim.config_checks import check_field_types, config_from_dict
 
 
 def _help(text: str) -> dict[str, str]:
@@ -67,19 +68,7 @@ class RecorderConfig:
     status_period_s: float = field(default=1.0, metadata=_help("period of the recorder_status topic (s)"))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = type(f.default)
-            if expected is float:
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            else:
-                ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-            if not ok:
-                raise ValueError(
-                    f"RecorderConfig.{f.name}: must be a finite {expected.__name__}, got {value!r}"
-                )
-            if expected is float:  # ROS integer parameters (`-p finalize_grace_s:=1`) arrive as int
-                object.__setattr__(self, f.name, float(value))
+        check_field_types(self)
         if not self.source.strip():
             raise ValueError(
                 "RecorderConfig.source: must not be empty (it names where the episodes came from)"
@@ -96,12 +85,7 @@ class RecorderConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RecorderConfig:
-        """From YAML / ROS parameter values; unknown keys are refused."""
-        values = dict(values)
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"RecorderConfig: unknown option(s) {unknown}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
