@@ -6,9 +6,9 @@ for machines without `ros2 launch`.
   pld run pick_cube mode:=collect checkpoint:=runs/<learn>/best_policy num_episodes:=50 dataset_dir:=data/pld
   pld run pick_cube --list                                    # the nodes and parameters, then exit
 
-With `num_episodes:=N` it stops when the N episodes are done and the recorder has written them; with 0 it
-runs until Ctrl-C (or `--seconds`), serving `run_episodes` goals. Ctrl-C ends the open episode as aborted
-and finalises its bag.
+With `num_episodes:=N` it stops when the N episodes are done and the recorder has written them; with the
+default (auto: episodes until stopped) or 0 (serve `run_episodes` goals) it runs until Ctrl-C or
+`--seconds`. Ctrl-C ends the open episode as aborted and finalises its bag.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Overrides (parameter name -> value) computed from the arguments; everything else
 | checkpoint | residual_actor | checkpoint | always ('' = no policy: base passes / learner's params) |
 | backend | vla_server | backend | when given ('' = the YAML's) |
 | dataset_dir | recorder | dataset_dir | when given ('' = the YAML's) |
-| num_episodes | episode_manager | num_episodes | always (0 = wait for RunEpisodes goals) |
+| num_episodes | episode_manager | num_episodes | always (0 = wait for goals; auto: sim runs on, robot 0) |
 | seed | episode_manager | seed | when given (episode i resets with seed + i; -1 = drawn) |
 | realtime | sim_node | mode | true -> "realtime", false -> "lockstep" |
 | sim | residual_actor | trigger | true -> "observation" (sim observations clock it), false -> "timer" |
@@ -58,6 +58,9 @@ _TASK = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NAMESPACE = re.compile(r"/?([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?")
 # Recorder `source` per mode: the provenance written into every episode of the dataset.
 RECORDER_SOURCE = {"train": "train", "collect": "pld", "eval": "eval"}
+# num_episodes:=auto in simulation: episodes until the graph is stopped (a robot waits for goals instead,
+# so that nothing moves before someone asks)
+CONTINUOUS_EPISODES = 1_000_000
 
 # (package, executable) -> ("module:NodeClass", "module:ConfigClass"); the node name is the executable.
 # Strings, imported on demand (`import_ref`): the config of a node that is not written yet must not
@@ -124,7 +127,11 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
         (AUTO, *REWARDS),
     ),
     LaunchArgument("namespace", "franka", "robot namespace of every node and topic"),
-    LaunchArgument("num_episodes", "0", "episodes to run; 0 = wait for RunEpisodes goals"),
+    LaunchArgument(
+        "num_episodes",
+        AUTO,
+        "episodes to run; 0 = wait for RunEpisodes goals; auto = until stopped in sim, 0 with a robot",
+    ),
     LaunchArgument("seed", "", "seed of the first episode (episode i: seed + i); '' = the YAML's (0)"),
     LaunchArgument(
         "realtime", "false", "sim at 20 Hz wall clock (true) or lockstep, as fast as possible", _BOOLS
@@ -147,7 +154,9 @@ class GraphArgs:
     learner: str = field(default="local", metadata={"help": "local (in this graph) or remote"})
     reward: str = field(default="predicate", metadata={"help": "predicate (sim only) or classifier"})
     namespace: str = field(default="franka", metadata={"help": "robot namespace"})
-    num_episodes: int = field(default=0, metadata={"help": "0 = wait for RunEpisodes goals"})
+    num_episodes: int = field(
+        default=CONTINUOUS_EPISODES, metadata={"help": "0 = wait for RunEpisodes goals (from_strings: auto)"}
+    )
     seed: str = field(default="", metadata={"help": "first episode's seed; '' = the YAML's"})
     realtime: bool = field(default=False, metadata={"help": "sim realtime (true) or lockstep (false)"})
 
@@ -188,7 +197,7 @@ class GraphArgs:
         text = {name: str(value).strip() for name, value in values.items()}
         parsed: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name not in text or f.name in ("sim", "reward"):
+            if f.name not in text or f.name in ("sim", "reward", "num_episodes"):
                 continue
             if isinstance(f.default, bool):
                 parsed[f.name] = _parse_bool(f.name, text[f.name])
@@ -199,6 +208,11 @@ class GraphArgs:
         sim = text.get("sim", AUTO)
         # "default true when no robot is configured"
         parsed["sim"] = not parsed.get("robot_ip") if sim in ("", AUTO) else _parse_bool("sim", sim)
+        episodes = text.get("num_episodes", AUTO)
+        if episodes in ("", AUTO):
+            parsed["num_episodes"] = CONTINUOUS_EPISODES if parsed["sim"] else 0
+        else:
+            parsed["num_episodes"] = _parse_int("num_episodes", episodes)
         reward = text.get("reward", AUTO)
         parsed["reward"] = (
             ("predicate" if parsed["sim"] else "classifier") if reward in ("", AUTO) else reward

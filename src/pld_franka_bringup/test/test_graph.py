@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pld_franka_bringup.graph import (
+    CONTINUOUS_EPISODES,
     LAUNCH_ARGUMENTS,
     NODE_TYPES,
     REWARDS,
@@ -142,7 +143,7 @@ def test_defaults_leave_the_yaml_values() -> None:
     assert nodes["residual_actor"].overrides["checkpoint"] == ""
     assert nodes["residual_actor"].overrides["trigger"] == "observation"
     assert nodes["sim_node"].overrides == {"mode": "lockstep", "reward_topic": "reward"}
-    assert nodes["episode_manager"].overrides["num_episodes"] == 0
+    assert nodes["episode_manager"].overrides["num_episodes"] == CONTINUOUS_EPISODES  # sim: runs on
     assert nodes["learner"].overrides == {"use_sim_time": True}
 
 
@@ -390,3 +391,10 @@ def test_seed_argument_sets_the_first_episodes_seed() -> None:
     assert "seed" not in _by_name(build_graph(GraphArgs()))["episode_manager"].overrides
     with pytest.raises(ValueError, match="seed"):
         GraphArgs.from_strings({"seed": "ten"})
+
+
+def test_num_episodes_auto_runs_until_stopped_in_sim_and_waits_with_a_robot() -> None:
+    assert GraphArgs.from_strings({}).num_episodes == CONTINUOUS_EPISODES
+    assert GraphArgs.from_strings({"num_episodes": "auto"}).num_episodes == CONTINUOUS_EPISODES
+    assert GraphArgs.from_strings({"robot_ip": "10.0.0.2", "num_episodes": "auto"}).num_episodes == 0
+    assert GraphArgs.from_strings({"num_episodes": "0"}).num_episodes == 0
