@@ -186,7 +186,7 @@ def test_malformed_nan_and_wrong_size_messages_are_counted_and_dropped_and_episo
             chunks = vandal.create_publisher(ActionChunk, "action_chunk", 10)
             observations = vandal.create_publisher(Observation, "observation", 10)
             assert graph.spin_until(lambda: manager.machine.episode is not None, 60)
-            for _ in range(2):
+            for _ in range(3):
                 commands.publish(ActionCommand(command=[float("nan")] * 7))
                 chunks.publish(ActionChunk(horizon=4, action_dim=7, actions=[0.0] * 5))
                 bad = Observation(camera_names=["side"], images=[Image(height=3, width=3, encoding="rgb8")])
@@ -205,8 +205,58 @@ def test_malformed_nan_and_wrong_size_messages_are_counted_and_dropped_and_episo
         import rclpy
 
         rclpy.try_shutdown(context=context)
-    assert sim["rejected"] >= 2, sim
-    assert actor["invalid_chunks"] >= 2 and actor["invalid_observations"] >= 2, actor
+    assert sim["rejected"] >= 3, sim
+    # the actor keeps the newest observation and chunk only (depth 1): a bad one may be replaced unseen
+    assert actor["invalid_chunks"] >= 1 and actor["invalid_observations"] >= 1, actor
     assert vla["rejected_invalid"] >= 1, vla  # keep-last-1: a newer observation may replace a bad one
     assert result.episodes_run == 2
     assert not verify_dataset(dataset)["broken"]
+
+
+def test_run_episodes_action_runs_a_batch_with_feedback_and_a_result(
+    ros_isolation: int, tmp_path: Path, tiny_graph_overrides
+) -> None:
+    """num_episodes:=0: the episode manager waits; a run_episodes goal runs its batch (mode, seed) and
+    answers with the counts, after feedback per phase change; a second goal during a batch is refused."""
+    from rclpy.action import ActionClient
+    from rclpy.node import Node
+
+    from pld_franka_bringup.graph import GraphArgs
+    from pld_franka_bringup.ros.compose import ComposedGraph, init_context
+    from pld_interfaces.action import RunEpisodes
+
+    args = GraphArgs.from_strings(
+        {"task": "pick_cube", "mode": "train", "num_episodes": "0", "record": "false", "learner": "remote",
+         "namespace": "act"}
+    )  # fmt: skip
+    context = init_context(domain_id=ros_isolation)
+    try:
+        with ComposedGraph(compose(args, tiny_graph_overrides), context) as graph:
+            client_node = Node("goal_sender", namespace="act", context=context)
+            graph.executor.add_node(client_node)
+            client = ActionClient(client_node, RunEpisodes, "run_episodes")
+            assert graph.spin_until(lambda: client.server_is_ready(), 30)
+            graph.spin_until(lambda: False, 1.0)
+            assert graph.nodes["episode_manager"].machine.counters.episodes == 0  # it waited for a goal
+            feedback: list = []
+            goal = RunEpisodes.Goal(
+                task="pick_cube", num_episodes=2, mode=RunEpisodes.Goal.MODE_EVAL, seed=500
+            )
+            sent = client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback))
+            assert graph.spin_until(sent.done, 30)
+            handle = sent.result()
+            assert handle.accepted
+            second = client.send_goal_async(goal)
+            assert graph.spin_until(second.done, 30) and not second.result().accepted
+            result_future = handle.get_result_async()
+            assert graph.spin_until(result_future.done, 120)
+            result = result_future.result().result
+            graph.executor.remove_node(client_node)
+            client.destroy()
+            client_node.destroy_node()
+    finally:
+        import rclpy
+
+        rclpy.try_shutdown(context=context)
+    assert result.episodes_run == 2 and 0.0 <= result.success_rate <= 1.0 and "done" in result.message
+    assert {f.phase for f in feedback} >= {0, 2, 3}  # reset, residual (eval: T_base 0), done
