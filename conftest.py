@@ -59,3 +59,14 @@ def tiny_vla() -> dict:
         vision_size=32, vision_channels=(8, 16), vision_dim=32, trunk_hidden=64, feature_dim=32,
         flow_hidden=64, ar_hidden=64, ar_embed=32, horizon=4,
     )  # fmt: skip
+
+
+@pytest.fixture
+def context(ros_isolation: int):
+    """An rclpy context in the test's own ROS domain, shut down after the test."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_isolation)
+    yield context
+    rclpy.try_shutdown(context=context)

@@ -13,16 +13,6 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-@pytest.fixture
-def context(ros_isolation: int):
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def spin_until(executor, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -17,16 +17,6 @@ INSTRUCTION = "pick up the blue cube"
 PROPRIO_NAMES = [f"p{i}" for i in range(15)]
 
 
-@pytest.fixture
-def context(ros_isolation: int):
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def spin_until(executor, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not condition():

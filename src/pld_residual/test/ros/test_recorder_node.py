@@ -26,16 +26,6 @@ INSTRUCTION = "pick up the red cube"
 STEP_NS = 50_000_000
 
 
-@pytest.fixture
-def context(ros_isolation: int):
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def spin_until(executor, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -93,6 +83,9 @@ class Peer:
         pubs = [self.observation, self.joints, self.command, self.reward, self.episode]
         pubs += [self.camera] if cameras else []
         assert spin_until(self.executor, lambda: all(p.get_subscription_count() > 0 for p in pubs), 20)
+        # a writer can see the reader before the reader has matched the writer (discovery is not
+        # symmetric): the first messages would be lost, so give the other side a moment
+        spin_for(self.executor, 0.5)
 
     def wait_status(self, condition: Callable[[dict], bool], timeout_s: float = 10.0) -> dict:
         assert spin_until(

@@ -22,16 +22,6 @@ BASE = np.array([0.004, 0.0, -0.002, 0.0, 0.0, 0.0, 1.0], np.float32)  # every c
 HORIZON = 50  # 2.5 s of rows: only the watchdog can make such a chunk stale in these tests
 
 
-@pytest.fixture
-def context(ros_isolation: int):
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 @pytest.fixture(scope="module")
 def policy():
     """A real ResidualPolicy shaped like the node's (agent_options AGENT, features + proprio)."""
