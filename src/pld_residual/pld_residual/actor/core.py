@@ -200,6 +200,21 @@ class ResidualActor:
             return None
         return chunk
 
+    def covering_time(self, obs: ObservationInput) -> int | None:
+        """Observation trigger: the time to tick at for `obs` when the current chunk covers its step (within
+        `execute_steps` rows; any row with 0), else None (its chunk is still coming). The row is taken on
+        the step grid, as sim stamps jitter by a few ns, and the time is that row's start."""
+        chunk = self.current_chunk()
+        if chunk is None:
+            return None
+        period = self.cfg.period_ns
+        row = (obs.stamp_ns - chunk.stamp_ns + period // 2) // period
+        limit = self.cfg.execute_steps or chunk.horizon
+        if not 0 <= row < min(limit, chunk.horizon):
+            return None
+        now = max(obs.stamp_ns, chunk.stamp_ns + row * period)
+        return now if chunk_row(chunk.stamp_ns, now, period, chunk.horizon) == row else None
+
     def _residual_allowed(self, obs: ObservationInput) -> bool:
         return self.gate is None or self.gate.residual_allowed(obs.step, obs.stamp_ns)
 

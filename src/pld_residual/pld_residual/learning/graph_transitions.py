@@ -17,6 +17,7 @@ it is a transition like any other.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,4 +139,65 @@ class EpisodeBuffer:
             out.actions.append(self._normalise(command.command))
             out.rewards.append(1.0 if self.rewards.get(self.observations[k + 1][0], False) else 0.0)
         out.terminated = bool(success) and last_step > 0 and out.rewards[-1] == 1.0
+        return out
+
+
+@dataclass(frozen=True)
+class FinishedEpisode:
+    """An episode whose messages are all in: rebuilt steps and what the learner needs of its events."""
+
+    episode_id: int
+    steps: EpisodeSteps
+    t_base: int
+    success: bool
+
+
+class EpisodeCollector:
+    """Routes the graph's messages to every open episode (each keeps what is stamped inside it: a backlog
+    may deliver topics out of step with each other, never out of order within one) and hands out an
+    episode once every topic has moved past its DONE stamp, or `timeout_s` of wall time after DONE.
+    An episode's first observation comes before its RESET event, so recent messages are replayed into a
+    new episode. Aborted episodes are counted, not handed out."""
+
+    def __init__(self, period_ns: int, action_high: np.ndarray, timeout_s: float = 10.0, recent: int = 2000):
+        self.period_ns, self.action_high, self.timeout_s = int(period_ns), action_high, float(timeout_s)
+        self._recent: deque[tuple[str, tuple]] = deque(maxlen=recent)
+        self._open: dict[int, tuple[int, EpisodeBuffer]] = {}  # episode id -> (t_base, buffer)
+        self._done: dict[int, tuple[int, bool, bool, float]] = {}  # id -> (last step, success, aborted, at)
+        self.aborted = 0
+
+    def reset(self, episode_id: int, stamp_ns: int, t_base: int) -> None:
+        if episode_id in self._open:
+            return
+        buffer = EpisodeBuffer(stamp_ns, self.period_ns, self.action_high)
+        for kind, record in self._recent:
+            getattr(buffer, f"add_{kind}")(*record)
+        self._open[episode_id] = (int(t_base), buffer)
+
+    def done(
+        self, episode_id: int, stamp_ns: int, step: int, success: bool, aborted: bool, now_s: float
+    ) -> None:
+        if episode_id in self._open:
+            self._open[episode_id][1].end_stamp_ns = int(stamp_ns)
+            self._done[episode_id] = (int(step), bool(success), bool(aborted), now_s)
+
+    def add(self, kind: str, *record) -> None:
+        """kind: observation (stamp, step, proprio) | chunk (ChunkRecord) | command (CommandRecord) |
+        reward (stamp, success)."""
+        self._recent.append((kind, record))
+        for _, buffer in self._open.values():
+            getattr(buffer, f"add_{kind}")(*record)
+
+    def finished(self, now_s: float) -> list[FinishedEpisode]:
+        out = []
+        for episode_id in sorted(self._done):
+            step, success, aborted, at = self._done[episode_id]
+            t_base, buffer = self._open[episode_id]
+            if not (buffer.complete() or now_s - at > self.timeout_s):
+                continue
+            del self._open[episode_id], self._done[episode_id]
+            if aborted:
+                self.aborted += 1
+                continue
+            out.append(FinishedEpisode(episode_id, buffer.rebuild(step, success), t_base, success))
         return out

@@ -1,17 +1,15 @@
 """The learner node: rebuilds every finished episode of the graph into transitions, trains the residual
 agent of `pld learn` on them and publishes its actor as versioned `policy_params`.
 
-Thin: messages become `graph_transitions.EpisodeBuffer` entries (every open episode takes what is stamped
-inside it; a backlog may deliver topics out of step with each other, never out of order within one); once
-every topic has moved past the DONE stamp (or `FINISH_TIMEOUT_S` later) the episode is rebuilt and
-handed to `learner_service.GraphLearner`, which owns the replay buffers, the jitted updates and the
-checkpoints. The learner works on a thread of its own (episodes in, owed update calls, publications,
-checkpoints), so a long jit compilation never stalls the subscriptions: a reliable topic whose reader
-falls more than its publisher's history behind loses messages. It publishes parameters every
-`publish_every_updates` gradient steps (latched:
-an actor that starts later still gets them; it keeps the last ones if the learner goes away) and
-checkpoints. It can run in the graph's process, its own, or on another machine
-(`launch/remote_learner.launch.py`); restarting it with the same `out_dir` resumes.
+Thin: messages go to `graph_transitions.EpisodeCollector`, which keeps every open episode and hands one out,
+rebuilt, once all its messages are in; it is then handed to `learner_service.GraphLearner`, which owns the
+replay buffers, the jitted updates and the checkpoints. The learner works on a thread of its own (episodes
+in, owed update calls, publications, checkpoints), so a long jit compilation never stalls the subscriptions:
+a reliable topic whose reader falls more than its publisher's history behind loses messages. It publishes
+parameters every `publish_every_updates` gradient steps (latched: an actor that starts later still gets
+them; it keeps the last ones if the learner goes away) and checkpoints. It can run in the graph's process,
+its own, or on another machine (`launch/remote_learner.launch.py`); restarting it with the same `out_dir`
+resumes.
 
 Topics (relative to the node's namespace):
   sub  episode         pld_interfaces/EpisodeEvent  reliable, keep last 100
@@ -33,7 +31,6 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
@@ -42,7 +39,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from pld_interfaces.msg import ActionChunk, ActionCommand, EpisodeEvent, Observation, PolicyParams, Reward
-from pld_residual.learning.graph_transitions import ChunkRecord, CommandRecord, EpisodeBuffer
+from pld_residual.learning.graph_transitions import ChunkRecord, CommandRecord, EpisodeCollector
 from pld_residual.learning.learner_service import GraphLearner, LearnerNodeConfig
 from pld_sim.ros.conversions import nanoseconds_to_time, time_to_nanoseconds
 from pld_sim.ros.node_main import spin_node
@@ -71,10 +68,7 @@ class LearnerNode(Node):
         self.cfg = config_from_parameters(self, cfg)
         self.learner = GraphLearner(self.cfg)
         self.time_limit = _time_limit(self.learner.learn, self.cfg.control_hz)
-        # open episodes by graph episode id: (RESET event, buffer, DONE event and its wall time or None)
-        self._open: dict[int, list] = {}
-        self.episodes_aborted = 0
-        self._recent: deque[tuple[str, tuple]] = deque(maxlen=RECENT)
+        self.collector = EpisodeCollector(self.cfg.period_ns, self.cfg.action_high, FINISH_TIMEOUT_S, RECENT)
         self._params_pub = self.create_publisher(PolicyParams, "policy_params", LATCHED_QOS)
         self._status_pub = self.create_publisher(String, "learner_status", LATCHED_QOS)
         self.create_subscription(EpisodeEvent, "episode", self.on_event, INPUT_QOS)
@@ -100,22 +94,17 @@ class LearnerNode(Node):
     # ------------------------------------------------------------------ inputs
 
     def on_event(self, msg: EpisodeEvent) -> None:
-        episode_id = int(msg.episode_id)
-        if msg.phase == PHASE_RESET and episode_id not in self._open:
-            stamp = time_to_nanoseconds(msg.header.stamp)
-            buffer = EpisodeBuffer(stamp, self.cfg.period_ns, self.cfg.action_high)
-            for kind, record in self._recent:  # its first messages may have come before this event
-                getattr(buffer, f"add_{kind}")(*record)
-            self._open[episode_id] = [msg, buffer, None]
-        elif msg.phase == PHASE_DONE and episode_id in self._open:
-            entry = self._open[episode_id]
-            entry[1].end_stamp_ns = time_to_nanoseconds(msg.header.stamp)
-            entry[2] = (msg, time.monotonic())
+        stamp = time_to_nanoseconds(msg.header.stamp)
+        if msg.phase == PHASE_RESET:
+            self.collector.reset(int(msg.episode_id), stamp, int(msg.t_base))
+        elif msg.phase == PHASE_DONE:
+            aborted = msg.end_reason == END_ABORT
+            self.collector.done(
+                int(msg.episode_id), stamp, int(msg.step), bool(msg.success), aborted, time.monotonic()
+            )
 
     def _add(self, kind: str, *record) -> None:
-        self._recent.append((kind, record))
-        for _, buffer, _ in self._open.values():
-            getattr(buffer, f"add_{kind}")(*record)
+        self.collector.add(kind, *record)
 
     def on_observation(self, msg: Observation) -> None:
         proprio = np.asarray(msg.proprio, np.float32)
@@ -139,22 +128,14 @@ class LearnerNode(Node):
     # ------------------------------------------------------------------ learning
 
     def _finish_ready(self) -> None:
-        """Hand every DONE episode whose messages are all in (or timed out) to the learner."""
-        now = time.monotonic()
-        for episode_id in sorted(self._open):
-            event, buffer, done = self._open[episode_id]
-            if done is None or not (buffer.complete() or now - done[1] > FINISH_TIMEOUT_S):
-                continue
-            del self._open[episode_id]
-            done = done[0]
-            if done.end_reason == END_ABORT:
-                self.episodes_aborted += 1
-                continue
-            steps = buffer.rebuild(int(done.step), bool(done.success))
-            if steps.problem:
-                self.get_logger().warning(f"episode {episode_id} not learnt from: {steps.problem}")
-            warmup = int(event.t_base) >= self.time_limit
-            self._episodes.put((steps, int(event.t_base), warmup, bool(done.success)))
+        """Hand every episode whose messages are all in to the learner thread."""
+        for episode in self.collector.finished(time.monotonic()):
+            if episode.steps.problem:
+                self.get_logger().warning(
+                    f"episode {episode.episode_id} not learnt from: {episode.steps.problem}"
+                )
+            warmup = episode.t_base >= self.time_limit
+            self._episodes.put((episode.steps, episode.t_base, warmup, episode.success))
 
     def _work(self) -> None:
         """The learner thread: episodes into replay, owed update calls, publications, checkpoints."""
@@ -188,7 +169,7 @@ class LearnerNode(Node):
         self._params_pub.publish(msg)
 
     def publish_status(self) -> None:
-        status = {**self.learner.status(), "episodes_aborted": self.episodes_aborted}
+        status = {**self.learner.status(), "episodes_aborted": self.collector.aborted}
         self._status_pub.publish(String(data=json.dumps(status)))
 
     def destroy_node(self) -> None:

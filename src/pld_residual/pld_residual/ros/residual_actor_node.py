@@ -43,7 +43,6 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from pld_interfaces.msg import ActionChunk, ActionCommand, EpisodeEvent, Observation, PolicyParams
-from pld_residual.actor.chunk_index import chunk_row
 from pld_residual.actor.config import ResidualActorConfig
 from pld_residual.actor.core import ParamsOutcome, Policy, ResidualActor, load_checkpoint
 from pld_residual.actor.safety import Intervention, Provenance
@@ -198,22 +197,13 @@ class ResidualActorNode(Node):
 
     def _act_on_observation(self) -> None:
         """Observation trigger: command the waiting observation once a chunk covers it, or at the watchdog."""
-        obs, chunk = self.actor.observation, self.actor.current_chunk()
+        obs = self.actor.observation
         if self._pending_since is None or obs is None or not self.actor.may_act(obs):
             return
-        now = obs.stamp_ns
-        covered = False
-        if chunk is not None:
-            period = self.cfg.period_ns
-            row = (obs.stamp_ns - chunk.stamp_ns + period // 2) // period  # sim stamps jitter by a few ns
-            covered = 0 <= row < chunk.horizon and (
-                self.cfg.execute_steps == 0 or row < self.cfg.execute_steps
-            )
-            if covered:  # index the row on the step grid, not by the jittered stamp
-                now = max(obs.stamp_ns, chunk.stamp_ns + row * period)
-                covered = chunk_row(chunk.stamp_ns, now, period, chunk.horizon) == row
-        if not covered and time.monotonic() - self._pending_since < self.cfg.watchdog_s:
+        now = self.actor.covering_time(obs)
+        if now is None and time.monotonic() - self._pending_since < self.cfg.watchdog_s:
             return  # the VLA's chunk for this step is still coming
+        now = obs.stamp_ns if now is None else now  # at the watchdog: the combiner decides (a hold)
         self._pending_since = None
         step = self.actor.tick(now, time.monotonic_ns())
         self._command_pub.publish(actor_step_to_msg(step, nanoseconds_to_time(now)))

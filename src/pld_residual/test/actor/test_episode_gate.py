@@ -48,3 +48,26 @@ def test_a_chunk_of_the_previous_episode_is_not_indexed_in_the_next() -> None:
     actor.set_chunk(ChunkInput(np.full((10, 7), 0.002, np.float32), 11 * period, np.zeros(0, np.float32)))
     step = actor.tick(11 * period)
     assert step.provenance.name == "BASE" and step.base[0] == np.float32(0.002)
+
+
+def test_covering_time_waits_for_the_chunk_of_every_execute_steps_th_step() -> None:
+    """Lockstep: a chunk stamped at step 4 serves steps 4..7 (rows on the step grid despite ns jitter);
+    step 8 waits for the next chunk; execute_steps 0 takes any row of the horizon."""
+    import numpy as np
+
+    from pld_residual.actor.config import ResidualActorConfig
+    from pld_residual.actor.core import ChunkInput, ObservationInput, ResidualActor
+
+    period = 50_000_000
+    proprio = np.zeros(8, np.float32)
+    chunk = ChunkInput(np.zeros((10, 7), np.float32), stamp_ns=4 * period, features=np.zeros(0, np.float32))
+    actor = ResidualActor(ResidualActorConfig(execute_steps=4))
+    actor.set_chunk(chunk)
+    at = [
+        actor.covering_time(ObservationInput(proprio, k * period + (-3 if k % 2 else 2))) for k in range(3, 9)
+    ]
+    assert at == [None, 4 * period + 2, 5 * period, 6 * period + 2, 7 * period, None]
+    anyrow = ResidualActor(ResidualActorConfig(execute_steps=0))
+    anyrow.set_chunk(chunk)
+    assert anyrow.covering_time(ObservationInput(proprio, 12 * period)) == 12 * period
+    assert anyrow.covering_time(ObservationInput(proprio, 14 * period)) is None  # past the horizon

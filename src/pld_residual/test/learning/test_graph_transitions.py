@@ -75,3 +75,30 @@ def test_a_missing_observation_command_or_chunk_makes_the_episode_unusable() -> 
     late.add_observation(START, 0, np.zeros(3, np.float32))
     late.add_chunk(chunk(-2, 0.01))  # answers an observation before the episode: never used
     assert "no action chunk" in late.rebuild(0, False).problem
+
+
+def test_the_collector_takes_early_messages_waits_for_every_topic_and_counts_aborts() -> None:
+    from pld_residual.learning.graph_transitions import EpisodeCollector
+
+    collector = EpisodeCollector(P, HIGH, timeout_s=5.0)
+    collector.add("observation", stamp(0), 0, np.zeros(3, np.float32))  # before its RESET event
+    collector.add("chunk", chunk(0, 0.01))
+    collector.reset(1, stamp(0), t_base=1)
+    for k in range(1, 3):
+        collector.add("command", CommandRecord(stamp(k - 1), k - 1, np.zeros(7), 1))
+        collector.add("observation", stamp(k), k, np.zeros(3, np.float32))
+        collector.add("reward", stamp(k), k == 2)
+    collector.done(1, stamp(2), step=2, success=True, aborted=False, now_s=0.0)
+    assert collector.finished(1.0) == []  # nothing newer than DONE yet: messages may still come
+    collector.reset(2, stamp(3), t_base=0)
+    for kind, record in (
+        ("observation", (stamp(3), 0, np.zeros(3, np.float32))),
+        ("command", (CommandRecord(stamp(3), 0, np.zeros(7), 1),)),
+        ("reward", (stamp(4), False)),
+    ):
+        collector.add(kind, *record)  # fmt: skip
+    (first,) = collector.finished(1.1)
+    assert (first.episode_id, first.t_base, first.success) == (1, 1, True)
+    assert first.steps.problem == "" and first.steps.length == 2 and first.steps.terminated
+    collector.done(2, stamp(3), step=0, success=False, aborted=True, now_s=2.0)
+    assert collector.finished(8.0) == [] and collector.aborted == 1  # timed out, aborted: counted only
