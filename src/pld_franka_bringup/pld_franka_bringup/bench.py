@@ -140,7 +140,12 @@ def run_graph_bench(cfg: GraphBenchConfig, log=None) -> dict[str, Any]:
             entry[f"bare_rclpy_latency_ms_{q}"] = bare[f"latency_ms_{q}"]
             entry[f"overhead_ratio_{q}"] = ratio(entry[f"obs_to_command_ms_{q}"], bare[f"latency_ms_{q}"])
     headline = result["realtime" if "realtime" in cfg.modes else cfg.modes[0]]
-    for key in ("loop_jitter_ms_p99", "obs_to_command_ms_p99", "bare_rclpy_latency_ms_p99"):
+    for key in (
+        "loop_jitter_ms_p99",
+        "loop_jitter_steady_ms_p99",
+        "obs_to_command_ms_p99",
+        "bare_rclpy_latency_ms_p99",
+    ):
         result[key] = headline[key]
     if "realtime" in cfg.modes:
         realtime = result["realtime"]

@@ -6,6 +6,8 @@ topic) and what the message says about itself (header stamp, episode id, step). 
 - loop period and jitter: intervals between consecutive commands of one episode; jitter is
   |period - nominal| (the 99th percentile is the number that says how late a command can be; a standard
   deviation would hide rare stalls), as `pld_residual.actor.timing` reports it from inside the actor;
+  `loop_jitter_steady_ms` leaves out each episode's first period (its first command waits for the VLA's
+  first chunk of the episode, so that period is short by the inference time: a start-up, not the loop);
 - observation -> command latency: a command carries the (episode_id, step) of the observation it answers,
   so the latency of an observation is the receive time of the first command naming it minus its own;
 - chunk age at use: the chunk a command used is found exactly (its base action is one row of that chunk,
@@ -91,17 +93,22 @@ def summary_ms(values_ns: Iterable[int], prefix: str, digits: int = 3) -> dict[s
     return result
 
 
-def command_periods(commands: Iterable[CommandRecord]) -> list[int]:
+def command_periods(commands: Iterable[CommandRecord], skip_first: bool = False) -> list[int]:
     """Receive intervals (ns) between consecutive commands of the same episode, in receive order.
 
-    Commands outside episodes (episode_id 0) and the gap across a reset are not loop periods.
+    Commands outside episodes (episode_id 0) and the gap across a reset are not loop periods; with
+    `skip_first`, neither is each episode's first period (the wait for its first chunk).
     """
     ordered = sorted((c for c in commands if c.episode_id > 0), key=lambda c: c.recv_ns)
-    return [
-        later.recv_ns - earlier.recv_ns
-        for earlier, later in itertools.pairwise(ordered)
-        if later.episode_id == earlier.episode_id
-    ]
+    periods, first_of = [], set()
+    for earlier, later in itertools.pairwise(ordered):
+        if later.episode_id != earlier.episode_id:
+            continue
+        if skip_first and later.episode_id not in first_of:
+            first_of.add(later.episode_id)
+            continue
+        periods.append(later.recv_ns - earlier.recv_ns)
+    return periods
 
 
 def jitter(periods_ns: Iterable[int], nominal_ns: float) -> list[float]:
@@ -221,6 +228,10 @@ def summarize_mode(
         "loop_nominal_period_ms": round(nominal / NS_PER_MS, 3) if nominal > 0 else None,
         **summary_ms(periods, "loop_period_ms"),
         **summary_ms(jitter(periods, nominal) if nominal > 0 else [], "loop_jitter_ms"),
+        **summary_ms(
+            jitter(command_periods(window_commands, skip_first=True), nominal) if nominal > 0 else [],
+            "loop_jitter_steady_ms",
+        ),
         **summary_ms(match.latencies_ns, "obs_to_command_ms"),
         "obs_answered": len(match.latencies_ns),
         "unanswered_observations": match.unanswered,

@@ -135,3 +135,17 @@ def test_counter_deltas_and_ratio() -> None:
     }
     assert ratio(12.0, 4.0) == 3.0
     assert ratio(None, 4.0) is None and ratio(1.0, 0.0) is None
+
+
+def test_steady_periods_leave_out_each_episodes_first_period() -> None:
+    commands = [
+        CommandRecord(0, 0, 1, 0, (0.0,) * 7, 0),
+        CommandRecord(20 * MS, 0, 1, 1, (0.0,) * 7, 0),  # the first period: waited for the first chunk
+        CommandRecord(70 * MS, 0, 1, 2, (0.0,) * 7, 0),
+        CommandRecord(121 * MS, 0, 1, 3, (0.0,) * 7, 0),
+        CommandRecord(200 * MS, 0, 2, 0, (0.0,) * 7, 0),
+        CommandRecord(230 * MS, 0, 2, 1, (0.0,) * 7, 0),
+        CommandRecord(280 * MS, 0, 2, 2, (0.0,) * 7, 0),
+    ]
+    assert command_periods(commands) == [20 * MS, 50 * MS, 51 * MS, 30 * MS, 50 * MS]
+    assert command_periods(commands, skip_first=True) == [50 * MS, 51 * MS, 50 * MS]
