@@ -217,7 +217,6 @@ class GraphLearner:
 
     def run_updates(self, max_calls: int) -> int:
         """Run up to `max_calls` owed update calls; returns how many ran."""
-        from pld_residual.learning.action_space import acting_xi
         from pld_residual.learning.loop import update_call
         from pld_residual.replay import HybridSampler
 
@@ -236,7 +235,6 @@ class GraphLearner:
             c.pending_updates -= config.updates_per_call
             c.updates += config.updates_per_call
             calls += 1
-        self.xi = acting_xi(c.updates, config, True)
         return calls
 
     def params_due(self) -> bool:

@@ -39,6 +39,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from pld_interfaces.msg import ActionChunk, ActionCommand, EpisodeEvent, Observation, PolicyParams, Reward
+from pld_residual.episodes.machine import END_ABORT, PHASE_DONE, PHASE_RESET
 from pld_residual.learning.graph_transitions import ChunkRecord, CommandRecord, EpisodeCollector
 from pld_residual.learning.learner_service import GraphLearner, LearnerNodeConfig
 from pld_sim.ros.conversions import nanoseconds_to_time, time_to_nanoseconds
@@ -52,7 +53,6 @@ LATCHED_QOS = QoSProfile(
 TICK_S = 0.05
 FINISH_TIMEOUT_S = 10.0  # wall time after DONE after which an episode is rebuilt with what arrived
 RECENT = 2000  # messages kept for an episode whose RESET event arrives after its first messages
-PHASE_RESET, PHASE_DONE, END_ABORT = 0, 3, 3
 
 
 def config_from_parameters(node: Node, defaults: LearnerNodeConfig | None = None) -> LearnerNodeConfig:
