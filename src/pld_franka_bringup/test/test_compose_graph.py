@@ -5,6 +5,7 @@ episode manager and recorded by the recorder into a dataset that `pld dataset ve
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_eval_episodes_over_the_graph_are_recorded_as_a_verified_dataset(
     try:
         with ComposedGraph(compose(args, tiny_graph_overrides), context) as graph:
             manager, recorder = graph.nodes["episode_manager"], graph.nodes["recorder"]
+            assert gc.get_freeze_count() > 1000  # start-up objects out of the collector's walks
             assert set(graph.nodes) == {
                 "sim_node",
                 "vla_server",
@@ -73,6 +75,7 @@ def test_eval_episodes_over_the_graph_are_recorded_as_a_verified_dataset(
         import rclpy
 
         rclpy.try_shutdown(context=context)
+    assert gc.get_freeze_count() == 0  # closed: collectable again
     assert result.episodes_run == 2 and result.aborted == 0
     report = verify_dataset(dataset)
     assert report["ok"] == 2 and not report["broken"], report

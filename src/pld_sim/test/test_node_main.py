@@ -35,3 +35,32 @@ def test_an_error_while_running_propagates() -> None:
 
     with pytest.raises(RuntimeError, match="wait set"):
         spin_node(make_node(shutdown_first=False), "test")
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector_before_spinning() -> None:
+    """A full collection walking the node's models stalled the realtime loop; spin_node freezes them."""
+    import gc
+
+    import rclpy
+    from rclpy.node import Node
+
+    from pld_sim.ros.node_main import spin_node
+
+    frozen: list[int] = []
+
+    def factory() -> Node:
+        node = Node("spin_node_freeze_test")
+
+        def tick() -> None:
+            frozen.append(gc.get_freeze_count())
+            rclpy.shutdown()
+
+        node.create_timer(0.01, tick)
+        return node
+
+    gc.unfreeze()
+    try:
+        assert spin_node(factory, "test") == 0
+    finally:
+        gc.unfreeze()  # this process goes on running tests
+    assert frozen and frozen[0] > 1000

@@ -10,10 +10,15 @@ others share one single-threaded executor. Single-threaded on purpose: polling r
 MultiThreadedExecutor keeps rebuilding its wait set while a callback is in flight (a busy loop holding
 the GIL: the graph ran 6x slower and the VLA's chunks came late enough to change episodes); the slow
 work has threads of its own anyway (VLA inference, the learner's updates).
+
+Once built, the start-up objects are frozen out of the garbage collector's walks
+(`freeze_startup_objects`: a full collection stalled the realtime loop for up to 170 ms); `close`
+unfreezes them, so a process that composes graph after graph (tests, the bench) does not keep them.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -27,6 +32,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from pld_franka_bringup.graph import NodeSpec, import_ref, load_node_parameters
+from pld_sim.ros.node_main import freeze_startup_objects
 
 
 def parameter_overrides(values: dict[str, Any]) -> list[Parameter]:
@@ -72,6 +78,7 @@ class ComposedGraph:
         except BaseException:
             self.close()
             raise
+        freeze_startup_objects()
 
     def __enter__(self) -> ComposedGraph:
         return self
@@ -89,7 +96,8 @@ class ComposedGraph:
         return True
 
     def close(self) -> None:
-        """Destroy the nodes in reverse order."""
+        """Destroy the nodes in reverse order (and let the collector reach what they built again)."""
+        gc.unfreeze()
         for name in reversed(list(self.nodes)):
             node = self.nodes.pop(name)
             thread = self._threads.pop(name, None)
