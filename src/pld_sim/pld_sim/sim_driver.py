@@ -49,6 +49,14 @@ class SimDriverConfig:
     command_timeout_s: float = field(
         default=0.1, metadata=_help("realtime: hold when the newest command is older than this (wall clock)")
     )
+    publish_phase_s: float = field(
+        default=0.0,
+        metadata=_help(
+            "realtime: publish each step's state this long after its tick, like a camera's fixed "
+            "capture-to-delivery latency, so that step and render time do not jitter the stream; "
+            "0 = as soon as rendered (a step that takes longer than the phase publishes when done)"
+        ),
+    )
     visual_detail: str = field(default="fast", metadata=_help("camera meshes: 'fast' (collision) or 'full'"))
     publish_clock: bool = field(default=True, metadata=_help("publish sim time on /clock"))
     reward_topic: str = field(
@@ -84,6 +92,11 @@ class SimDriverConfig:
         if self.command_timeout_s <= 0 or self.status_period_s <= 0:
             raise ValueError("command_timeout_s and status_period_s must be positive")
         self.sim_config()  # image_size and control_hz are validated where they are used
+        if not 0.0 <= self.publish_phase_s < 1.0 / self.control_hz:
+            raise ValueError(
+                f"publish_phase_s ({self.publish_phase_s} s) must be >= 0 and shorter than one control "
+                f"period (1/control_hz = {1.0 / self.control_hz} s)"
+            )
         if self.command_timeout_s < 1.0 / self.control_hz:
             raise ValueError(
                 f"command_timeout_s ({self.command_timeout_s} s) must be at least one control period "

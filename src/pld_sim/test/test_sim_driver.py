@@ -33,6 +33,8 @@ def test_config_defaults_round_trip_through_dict() -> None:
         ({"control_hz": 30.0}, "whole number"),  # 1 / (30 Hz * 5 ms) is not a whole number of substeps
         ({"command_timeout_s": 0.0}, "command_timeout_s"),
         ({"command_timeout_s": 0.02}, "one control period"),
+        ({"publish_phase_s": -0.01}, "publish_phase_s"),
+        ({"publish_phase_s": 0.05}, "shorter than one control"),
         ({"visual_detail": "ultra"}, "visual_detail"),
         ({"image_size": 64.0}, "image_size must be a int"),
         ({"publish_clock": 1}, "publish_clock"),

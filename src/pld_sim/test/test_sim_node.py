@@ -284,3 +284,40 @@ def test_realtime_steps_on_the_wall_clock_holds_without_commands_and_publishes_c
         executor.shutdown()
         client.node.destroy_node()
         sim.destroy_node()
+
+
+def test_realtime_reset_publishes_its_first_observation_on_the_next_tick(context) -> None:
+    """The stream keeps its grid across episodes: a reset's observation goes out at the next tick (after
+    `publish_phase_s`), not from the service callback, and the episode then counts on from step 0."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from pld_interfaces.srv import Reset
+    from pld_sim.ros.sim_node import SimNode
+
+    executor = SingleThreadedExecutor(context=context)
+    sim = SimNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("mode", value="realtime"),
+            Parameter("image_size", value=16),
+            Parameter("publish_phase_s", value=0.02),
+        ],
+    )
+    executor.add_node(sim)
+    client = Client(context, executor)
+    try:
+        client.wait_connected()
+        assert spin_until(executor, lambda: len(client.observations) >= 2)
+        future = client.reset_client.call_async(Reset.Request(seed=4))
+        assert spin_until(executor, future.done) and future.result().success
+        assert all(o.episode_id == 0 for o in client.observations), "reset published from its callback"
+        assert spin_until(executor, lambda: sum(o.episode_id == 1 for o in client.observations) >= 3)
+        episode = [o for o in client.observations if o.episode_id == 1]
+        assert [o.step for o in episode[:3]] == [0, 1, 2]
+        stamps = [o.header.stamp.sec * 10**9 + o.header.stamp.nanosec for o in client.observations]
+        assert np.all(np.diff(stamps) > 0)
+    finally:
+        executor.shutdown()
+        client.node.destroy_node()
+        sim.destroy_node()

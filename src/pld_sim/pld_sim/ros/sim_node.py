@@ -8,7 +8,10 @@ Thin: callbacks convert messages (`conversions`), call the `SimDriver` core and 
   names the observation it answers (`episode_id` > 0, `step`) and does not answer the newest one (sent
   before a reset, or twice) is dropped and counted as `stale_commands`: it must not move the next state.
 - `realtime`: a wall-clock (steady) timer at `control_hz` steps with the newest valid command while it is
-  younger than `command_timeout_s`, and holds otherwise.
+  younger than `command_timeout_s`, and holds otherwise. With `publish_phase_s` > 0 the step's state is
+  published that long after the tick rather than as soon as it is rendered: a camera with a fixed
+  latency, whose frames come at a steady rate however long a render takes. A reset's first observation
+  goes out at the next tick too (the stream keeps its rate across episodes).
 
 Every step publishes `/clock`, `joint_states`, `camera/<name>/image_raw` and `observation` (and, with
 `reward_topic`, the task's success predicate as a `Reward` after every step), all stamped with the same
@@ -102,8 +105,10 @@ class SimNode(Node):
         self.create_subscription(ActionCommand, "command", self.on_command, COMMAND_QOS)
         self.create_service(Reset, "reset", self._on_reset)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # wall clock, whatever use_sim_time says
+        self._tick_timer = None
+        self._reset_pending = False  # realtime: a reset's first observation waits for the next tick
         if self.cfg.mode == "realtime":
-            self.create_timer(1.0 / self.cfg.control_hz, self._on_tick, clock=steady)
+            self._tick_timer = self.create_timer(1.0 / self.cfg.control_hz, self._on_tick, clock=steady)
         self.create_timer(self.cfg.status_period_s, self.publish_status, clock=steady)
         self.publish_status()
         self.get_logger().info(
@@ -133,19 +138,35 @@ class SimNode(Node):
             self._latest = (command, time.monotonic())
 
     def _on_tick(self) -> None:
+        publish_at = self._publish_time()
+        if self._reset_pending:  # the reset took this period: publish its state, step from the next
+            self._reset_pending = False
+            _sleep_until(publish_at)
+            self.publish_state()
+            return
         latest = self._latest
         if latest is not None and time.monotonic() - latest[1] <= self.cfg.command_timeout_s:
-            self._run(lambda: self.driver.apply(latest[0]))
+            self._run(lambda: self.driver.apply(latest[0]), publish_at)
         else:
-            self._run(self.driver.hold)
+            self._run(self.driver.hold, publish_at)
 
-    def _run(self, step) -> bool:
+    def _publish_time(self) -> float | None:
+        """Monotonic time (s) to publish this tick's state: its scheduled time (not the callback's, which
+        runs late by the executor's wake-up) plus `publish_phase_s`; None to publish at once."""
+        if self.cfg.publish_phase_s <= 0 or self._tick_timer is None:
+            return None
+        period_ns = self._tick_timer.timer_period_ns
+        scheduled_ns = time.monotonic_ns() + self._tick_timer.time_until_next_call() - period_ns
+        return scheduled_ns * 1e-9 + self.cfg.publish_phase_s
+
+    def _run(self, step, publish_at: float | None = None) -> bool:
         """Step the driver and publish; a diverged simulation is logged, not raised into the executor."""
         try:
             result = step()
         except RuntimeError as exc:
             self.get_logger().error(f"simulation step failed, reset needed: {exc}", throttle_duration_sec=1.0)
             return True
+        _sleep_until(publish_at)
         self.publish_state()
         if self._reward_pub is not None:
             success = bool(self.driver.last_info.get("success", False))
@@ -163,7 +184,10 @@ class SimNode(Node):
             response.success, response.message, response.seed = False, str(exc), request.seed
             return response
         self._latest = None  # a command of the previous episode must not move the new one
-        self.publish_state()
+        if self._tick_timer is None:
+            self.publish_state()
+        else:  # realtime: the episode's first observation goes out on the stream's grid, at the next tick
+            self._reset_pending = True
         response.success, response.seed, response.instruction = True, seed, instruction
         response.message = f"{self.driver.task_name} episode {self.driver.episode_id} (seed {seed})"
         self.get_logger().info(f"reset: {response.message}")
@@ -204,6 +228,11 @@ class SimNode(Node):
     def destroy_node(self) -> None:
         self.driver.close()
         super().destroy_node()
+
+
+def _sleep_until(monotonic_s: float | None) -> None:
+    if monotonic_s is not None and (wait := monotonic_s - time.monotonic()) > 0:
+        time.sleep(wait)
 
 
 def main(args: list[str] | None = None) -> int:
