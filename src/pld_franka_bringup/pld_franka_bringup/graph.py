@@ -31,6 +31,7 @@ Overrides (parameter name -> value) computed from the arguments; everything else
 | realtime | sim_node | mode | true -> "realtime", false -> "lockstep" |
 | sim | residual_actor | trigger | true -> "observation" (sim observations clock it), false -> "timer" |
 | realtime | residual_actor | execute_steps | true -> 0 (any row of the newest chunk); else the YAML's (4) |
+| realtime | residual_actor | wait_for_chunk | true -> false (hold until the episode's first chunk) |
 | realtime | vla_server | every_n_steps | true -> 1 (answer the newest observation); else the YAML's (4) |
 | reward | sim_node | reward_topic | predicate -> "reward", classifier -> "predicate_reward" |
 | sim | every node but sim_node | use_sim_time | true with sim (stamps are sim time) |
@@ -285,9 +286,10 @@ def build_graph(args: GraphArgs, config_dir: Path | None = None) -> list[NodeSpe
             # the sim publishes one observation per control step: acting on it as it comes keeps the
             # latency at the graph's own (a sim-time timer races /clock and the observation it answers)
             trigger="observation" if args.sim else "timer",
-            # realtime: act at once with the newest chunk's row for now; lockstep: wait for the chunk of
-            # every 4th step, as `pld learn` re-plans (the YAML's execute_steps)
-            **({"execute_steps": 0} if args.realtime else {}),
+            # realtime: act at once with the newest chunk's row for now (a hold until the episode's
+            # first chunk: the loop never waits for the VLA); lockstep: wait for the chunk of every 4th
+            # step, as `pld learn` re-plans (the YAML's execute_steps)
+            **({"execute_steps": 0, "wait_for_chunk": False} if args.realtime else {}),
         ),
     ]
     if args.reward == "classifier":

@@ -122,6 +122,7 @@ def test_argument_overrides() -> None:
         "checkpoint": "runs/x/best_policy",
         "trigger": "observation",  # sim: realtime too
         "execute_steps": 0,
+        "wait_for_chunk": False,  # realtime: a hold rather than a late command
         "use_sim_time": True,
     }
     assert nodes["vla_server"].overrides == {"backend": "openpi", "every_n_steps": 1, "use_sim_time": True}

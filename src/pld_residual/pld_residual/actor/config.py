@@ -108,6 +108,14 @@ class ResidualActorConfig:
             "watchdog_s of wall time) for the next; 0 = any row of the horizon. = the VLA's every_n_steps"
         ),
     )
+    wait_for_chunk: bool = field(
+        default=True,
+        metadata=_help(
+            "trigger 'observation': wait (up to watchdog_s of wall time) for the chunk that covers a new "
+            "observation, as `pld learn` does (lockstep); false: act at once with what there is, a hold "
+            "while no chunk of the episode has come (realtime: the loop never waits for the VLA)"
+        ),
+    )
     status_period_s: float = field(default=1.0, metadata=_help("period of the actor_status topic (s)"))
 
     def __post_init__(self) -> None:

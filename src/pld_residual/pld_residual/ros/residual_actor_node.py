@@ -13,7 +13,7 @@ observations and chunks are sim time too, and the watchdog compares like with li
 `trigger:=observation` (lockstep simulation) there is no control timer: each new observation gets one
 command as soon as a chunk covers its step (within `execute_steps` rows of the chunk), or after
 `watchdog_s` of wall time with whatever the safety combiner makes of the inputs then (a hold when the
-VLA is gone).
+VLA is gone); with `wait_for_chunk:=false` (realtime) at once, a hold when no chunk covers it yet.
 
 Episodes: once the episode manager publishes `episode` events, the actor commands only inside episodes
 and lets the residual act from the step T_base of the event on (`actor.episode_gate`).
@@ -201,9 +201,10 @@ class ResidualActorNode(Node):
         if self._pending_since is None or obs is None or not self.actor.may_act(obs):
             return
         now = self.actor.covering_time(obs)
-        if now is None and time.monotonic() - self._pending_since < self.cfg.watchdog_s:
+        waiting = time.monotonic() - self._pending_since < self.cfg.watchdog_s
+        if now is None and self.cfg.wait_for_chunk and waiting:
             return  # the VLA's chunk for this step is still coming
-        now = obs.stamp_ns if now is None else now  # at the watchdog: the combiner decides (a hold)
+        now = obs.stamp_ns if now is None else now  # no chunk covers it: the combiner decides (a hold)
         self._pending_since = None
         step = self.actor.tick(now, time.monotonic_ns())
         self._command_pub.publish(actor_step_to_msg(step, nanoseconds_to_time(now)))

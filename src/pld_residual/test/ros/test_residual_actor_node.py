@@ -448,3 +448,33 @@ def test_main_exits_2_on_invalid_parameters(capfd: pytest.CaptureFixture) -> Non
 
     assert main(["--ros-args", "-p", "watchdog_s:=0.01"]) == 2
     assert "residual_actor: ResidualActorConfig.watchdog_s" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("wait_for_chunk", [True, False])
+def test_observation_trigger_waits_for_a_chunk_or_holds_at_once(context, wait_for_chunk: bool) -> None:
+    """Lockstep waits for the chunk that covers an observation; realtime (`wait_for_chunk` false) answers
+    it at once, with a hold while no chunk has come, so a slow VLA never delays the loop."""
+    from rclpy.parameter import Parameter
+
+    from pld_residual.actor.safety import Intervention, Provenance
+    from pld_residual.ros.residual_actor_node import ResidualActorNode
+    from pld_sim.ros.conversions import nanoseconds_to_time, observation_to_msg
+
+    actor = ResidualActorNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("trigger", value="observation"),
+            Parameter("wait_for_chunk", value=wait_for_chunk),
+        ],
+    )
+    try:
+        stamp = nanoseconds_to_time(time.monotonic_ns())
+        actor.on_observation(observation_to_msg({"proprio": PROPRIO}, PROPRIO_NAMES, stamp, "base", 1, 0))
+        step = actor.actor.last_step
+        if wait_for_chunk:
+            assert step is None, "commanded before any chunk covered the observation"
+        else:
+            assert step is not None and step.provenance is Provenance.HOLD
+            assert Intervention.STALE_CHUNK in step.interventions and step.step == 0
+    finally:
+        actor.destroy_node()
