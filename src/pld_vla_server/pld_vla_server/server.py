@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
 import threading
 import time
@@ -69,6 +70,13 @@ class VLAServerConfig:
             "missed observation is made up by the next); 1 = every observation"
         ),
     )
+    worker_nice: int = field(
+        default=0,
+        metadata=_help(
+            "raise the niceness of the inference thread by this much (0-19, Linux: per thread), so the "
+            "control path (driver, residual actor) gets the CPU first; its chunk is used a step later"
+        ),
+    )
     status_period_s: float = field(default=1.0, metadata=_help("period of the vla_status topic (s)"))
 
     def __post_init__(self) -> None:
@@ -94,6 +102,8 @@ class VLAServerConfig:
             raise ValueError(f"VLAServerConfig.every_n_steps: must be >= 1, got {self.every_n_steps}")
         if self.status_period_s <= 0:
             raise ValueError(f"VLAServerConfig.status_period_s: must be positive, got {self.status_period_s}")
+        if not 0 <= self.worker_nice <= 19:
+            raise ValueError(f"VLAServerConfig.worker_nice: must be in 0..19, got {self.worker_nice}")
         if self.checkpoint:
             if self.backend_options:
                 raise ValueError(
@@ -145,6 +155,21 @@ class VLAServerConfig:
         return asdict(self)
 
 
+def lower_thread_priority(increment: int) -> int | None:
+    """Raise the calling thread's niceness by `increment`; its new niceness, or None where the OS refuses.
+
+    On Linux a niceness belongs to a thread (its native id), not to the whole process, so only this
+    thread yields; elsewhere, or without permission, nothing changes.
+    """
+    try:
+        tid = threading.get_native_id()
+        niceness = min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19)
+        os.setpriority(os.PRIO_PROCESS, tid, niceness)
+        return os.getpriority(os.PRIO_PROCESS, tid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _option_names(config_type: type) -> set[str]:
     return {f.name for f in fields(config_type)} if is_dataclass(config_type) else set()
 
@@ -171,6 +196,7 @@ class ServerStats:
     last_reject_reason: str = ""
     last_error: str = ""
     last_inference_ms: float = 0.0
+    worker_nice: int | None = None  # niceness of the inference thread once lowered; None = left alone
 
 
 @dataclass(frozen=True)
@@ -318,6 +344,8 @@ class ChunkServer:
     # ------------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
+        if self.cfg.worker_nice:
+            self._stats.worker_nice = lower_thread_priority(self.cfg.worker_nice)
         if not self._load():
             return
         while True:

@@ -93,6 +93,8 @@ def test_config_round_trips_and_takes_json_options() -> None:
         ({"backend": "hold", "horizon": True}, "horizon"),
         ({"backend": "hold", "warmup": 1}, "warmup"),
         ({"backend": "hold", "status_period_s": 0.0}, "status_period_s"),
+        ({"backend": "hold", "worker_nice": 20}, "worker_nice"),
+        ({"backend": "hold", "worker_nice": -1}, "worker_nice"),
         ({"backend": "hold", "checkpoint": "/does/not/exist"}, "checkpoint"),
         ({"backend": "hold", "color": "red"}, "unknown option"),
     ],
@@ -164,6 +166,29 @@ def test_warmup_runs_before_ready(served) -> None:
         backend.gate.release()
         assert server.wait_ready(TIMEOUT) and backend.seen == ["warm up"]
         assert server.status()["received"] == 0 and not served  # warm-up is not a served observation
+    finally:
+        server.close()
+
+
+def test_worker_nice_lowers_only_the_inference_thread(served) -> None:
+    """The inference thread yields the CPU to the control path; the caller's (the node's) thread keeps
+    its priority (Linux nicenesses are per thread)."""
+    import os
+
+    caller_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    backend = GatedHold()
+    worker_nice: list[int] = []
+    backend.predict = lambda obs, predict=backend.predict: (
+        worker_nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) or predict(obs)
+    )
+    server = make_server(backend, served, warmup=True, worker_nice=5)
+    try:
+        assert backend.entered.wait(TIMEOUT)
+        backend.gate.release()
+        assert server.wait_ready(TIMEOUT)
+        assert worker_nice == [min(caller_nice + 5, 19)]
+        assert server.status()["worker_nice"] == worker_nice[0]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller_nice
     finally:
         server.close()
 
