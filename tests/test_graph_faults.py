@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,25 +20,6 @@ NAMESPACE = "faults"
 IMAGE_SIZE = 64
 TIME_LIMIT = 40
 HOLD, ABORT, DONE = 3, 3, 3  # ActionCommand.PROVENANCE_HOLD, EpisodeEvent.END_ABORT, EpisodeEvent.PHASE_DONE
-
-
-def node_processes(specs, tmp_path: Path) -> dict[str, list[str]]:
-    """The command line of every node: `python -m <module> --ros-args` with its merged parameters."""
-    from pld_franka_bringup.graph import load_node_parameters
-
-    commands = {}
-    for spec in specs:
-        params = {
-            k: json.dumps(v) if isinstance(v, dict) else v for k, v in load_node_parameters(spec).items()
-        }
-        params_file = tmp_path / f"{spec.name}.yaml"
-        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
-        module = spec.node_class.partition(":")[0]
-        commands[spec.name] = [
-            sys.executable, "-m", module, "--ros-args", "-r", f"__ns:=/{NAMESPACE}", "-r",
-            f"__node:={spec.name}", "--params-file", str(params_file),
-        ]  # fmt: skip
-    return commands
 
 
 class Monitor:
@@ -88,6 +66,7 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
     import rclpy
 
     from pld_franka_bringup.graph import GraphArgs, build_graph
+    from pld_franka_bringup.node_processes import NodeProcesses
     from pld_residual.dataset.verify import verify_dataset
 
     dataset = tmp_path / "dataset"
@@ -104,60 +83,42 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
     specs = [
         dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
     ]
-    commands = node_processes(specs, tmp_path)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes: dict[str, subprocess.Popen] = {}
-
-    def start(name: str) -> None:
-        log = open(logs / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
-        processes[name] = subprocess.Popen(
-            commands[name], stdout=log, stderr=subprocess.STDOUT, env=os.environ
-        )
-
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=ros_isolation)
+    nodes = NodeProcesses(specs, tmp_path)
     try:
-        for name in commands:
-            start(name)
+        nodes.start_all()
         monitor = Monitor(context)
         # episodes wait for the VLA server to be ready: the first one runs with the base in command
-        assert monitor.spin_until(lambda: len(monitor.done_events()) >= 1, 90), _logs(logs)
+        assert monitor.spin_until(lambda: len(monitor.done_events()) >= 1, 90), nodes.logs()
         assert monitor.done_events()[0].end_reason != ABORT, "an episode started before the VLA was ready"
         before = len(monitor.events)
         assert monitor.spin_until(lambda: any(e.phase in (1, 2) for e in monitor.events[before:]), 30)
         assert monitor.spin_until(lambda: sum(p != HOLD for _, p in monitor.commands[-5:]) >= 5, 30)
 
-        processes["vla_server"].send_signal(signal.SIGKILL)  # mid-episode
+        nodes.send_signal("vla_server", signal.SIGKILL)  # mid-episode
         killed_at = time.monotonic()
-        processes["vla_server"].wait(10)
+        nodes.processes["vla_server"].wait(10)
         assert monitor.spin_until(lambda: any(t > killed_at and p == HOLD for t, p in monitor.commands), 10)
         first_hold = min(t for t, p in monitor.commands if t > killed_at and p == HOLD)
         # the old chunk's rows run out, then the watchdog (0.2 s wall per step in lockstep) makes holds
         assert first_hold - killed_at < 5.0
         assert monitor.spin_until(lambda: len(monitor.done_events(ABORT)) >= 1, 10), "no aborted episode"
 
-        start("vla_server")
+        nodes.start("vla_server")
         aborts = len(monitor.done_events(ABORT))
         restarted = len(monitor.done_events())
         # episodes run to their time limit (or success) again once the new server answers
         assert monitor.spin_until(
             lambda: any(e.end_reason != ABORT for e in monitor.done_events()[restarted:]), 120
-        ), _logs(logs)
+        ), nodes.logs()
         # no string of empty aborted episodes while the server was down: the manager waited for it
         assert 1 <= aborts <= 3, f"{aborts} aborted episodes during the outage"
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for name, process in processes.items():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                pytest.fail(f"{name} did not stop on SIGINT")
+        killed = nodes.stop()  # SIGINT to every node, as ros2 launch on Ctrl-C
         rclpy.try_shutdown(context=context)
-    assert processes["recorder"].returncode == 0, _logs(logs)
+    assert not killed, f"{killed} did not stop on SIGINT"
+    assert nodes.exited()["recorder"] == 0, nodes.logs()
     report = verify_dataset(dataset)
     assert not report["broken"], report
     index = json.loads((dataset / "index.json").read_text())
@@ -167,10 +128,6 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
     assert report["ok"] == len(records) >= 3
 
 
-def _logs(directory: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(directory.glob("*.log")))
-
-
 def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_killed(
     ros_isolation: int, tmp_path: Path, tiny_vla
 ) -> None:
@@ -178,6 +135,7 @@ def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_kil
     from std_msgs.msg import String
 
     from pld_franka_bringup.graph import GraphArgs, build_graph
+    from pld_franka_bringup.node_processes import NodeProcesses
     from pld_residual.ros.residual_actor_node import STATUS_QOS
 
     learn = tmp_path / "learn.yaml"
@@ -211,16 +169,11 @@ def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_kil
     specs = [
         dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
     ]
-    commands = node_processes(specs, tmp_path)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes: dict[str, subprocess.Popen] = {}
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=ros_isolation)
+    nodes = NodeProcesses(specs, tmp_path)
     try:
-        for name, command in commands.items():
-            log = open(logs / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
-            processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        nodes.start_all()
         monitor = Monitor(context)
         statuses: list[dict] = []
         monitor.node.create_subscription(
@@ -234,25 +187,18 @@ def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_kil
                 and any(p == residual for _, p in monitor.commands[-20:])
             ),
             120,
-        ), _logs(logs)
-        processes["learner"].send_signal(signal.SIGKILL)
-        processes["learner"].wait(10)
+        ), nodes.logs()
+        nodes.send_signal("learner", signal.SIGKILL)
+        nodes.processes["learner"].wait(10)
         monitor.spin_until(lambda: False, 1.0)  # a publication already on its way still lands
         killed_at = time.monotonic()
         version = statuses[-1]["params_version"]
         episodes = len(monitor.done_events())
         # the graph goes on: more episodes, the residual still acting with the last parameters it got
-        assert monitor.spin_until(lambda: len(monitor.done_events()) >= episodes + 2, 60), _logs(logs)
+        assert monitor.spin_until(lambda: len(monitor.done_events()) >= episodes + 2, 60), nodes.logs()
         after = [p for t, p in monitor.commands if t > killed_at]
         assert after.count(residual) > 0 and HOLD not in after
         assert statuses[-1]["params_version"] == version and statuses[-1]["policy_loaded"]
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        nodes.stop()
         rclpy.try_shutdown(context=context)
