@@ -55,6 +55,10 @@ class GraphBenchConfig:
     )
     image_size: int = field(default=0, metadata={"help": "sim camera size (and the random VLA's); 0 = YAML"})
     residual_checkpoint: str = field(default="", metadata={"help": "residual policy; '' = the base passes"})
+    processes: bool = field(
+        default=False,
+        metadata={"help": "one process per node, as `ros2 launch` starts them (default: one, as `pld run`)"},
+    )
     control_hz: float = field(default=20.0, metadata={"help": "nominal rate of the realtime loop"})
     settle_s: float = field(default=1.0, metadata={"help": "wait after the first base command (s)"})
     startup_timeout_s: float = field(default=180.0, metadata={"help": "limit on a graph's start (s)"})
@@ -120,6 +124,7 @@ def run_graph_bench(cfg: GraphBenchConfig, log=None) -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result: dict[str, Any] = {
         "task": cfg.task,
+        "composition": "processes" if cfg.processes else "one_process",
         "vla": cfg.vla_label(),
         "residual_checkpoint": cfg.residual_checkpoint or None,
         "seconds": cfg.seconds,
@@ -130,6 +135,8 @@ def run_graph_bench(cfg: GraphBenchConfig, log=None) -> dict[str, Any]:
         run = run_mode(cfg, mode, log)
         result[mode] = run.summary
         sample = run.sample or sample
+    if sample is None:
+        raise RuntimeError("no observation of the sim was seen: nothing to send through the bare pair")
     if log is not None:
         log("bare rclpy publisher/subscriber pair")
     bare = run_bare(sample, cfg.seconds, cfg.control_hz)
@@ -178,6 +185,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--image-size", type=int, default=0, help="sim camera size (and the random VLA's); 0 = the YAML's")
     add("--residual-checkpoint", default="", help="residual policy directory (default: none, base passes)")
+    add(
+        "--processes",
+        action="store_true",
+        help="every node in its own process, as `ros2 launch` starts them (default: one, as `pld run`)",
+    )
     add("--json", action="store_true", help="print only the JSON document")
 
 
@@ -194,13 +206,15 @@ def run(args: argparse.Namespace) -> int:
             vla_options=options,
             image_size=args.image_size,
             residual_checkpoint=args.residual_checkpoint,
+            processes=args.processes,
         )
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         print(f"pld bench graph: {exc}", file=sys.stderr)
         return 2
     log = None if args.json else (lambda text: print(f"pld bench graph: {text}", file=sys.stderr))
     if log is not None:
-        log(f"{cfg.task}, VLA {cfg.vla_label()}, modes {list(cfg.modes)}, {cfg.seconds:g} s each")
+        where = "one process per node" if cfg.processes else "one process"
+        log(f"{cfg.task}, VLA {cfg.vla_label()}, modes {list(cfg.modes)}, {cfg.seconds:g} s each, {where}")
     try:
         result = run_graph_bench(cfg, log)
     except (RuntimeError, ValueError) as exc:  # a graph that did not start / a node refusing its parameters

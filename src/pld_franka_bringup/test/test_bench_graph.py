@@ -91,3 +91,27 @@ def test_bench_graph_prints_finite_figures_for_both_modes(tiny_vla, capsys) -> N
         "realtime_loop_jitter_p99_le_5ms",
         "realtime_obs_to_command_p99_le_30ms",
     }
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bench_graph_with_a_process_per_node_reads_counters_from_status_topics(tiny_vla, capsys) -> None:
+    """`--processes`: the nodes start as `ros2 launch` starts them; counters come from their status topics."""
+    from pld_residual.cli import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(
+        ["graph", "--processes", "--modes", "realtime", "--seconds", "3", "--json",
+         "--image-size", str(IMAGE_SIZE), "--vla-options", json.dumps(tiny_vla)]
+    )  # fmt: skip
+    assert bench.run(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    entry = result["realtime"]
+    assert result["composition"] == entry["composition"] == "processes"
+    assert entry["commands"] > 0 and entry["obs_answered"] > 0
+    assert math.isfinite(entry["loop_jitter_ms_p99"]) and math.isfinite(entry["obs_to_command_ms_p99"])
+    # the counters are deltas of the nodes' own (status topic) counters: present, never negative
+    assert set(entry["dropped"]) >= {"sim_holds", "actor_holds", "vla_dropped_stale"}
+    assert all(isinstance(v, int) and v >= 0 for v in entry["dropped"].values())
+    assert result["bare_rclpy"]["received"] > 0

@@ -9,9 +9,12 @@ process marks and the receive times the probe records compare directly.
 
 Per mode (`realtime`, `lockstep`): start the probe (`observation`, `command`, `action_chunk`), compose the
 graph for `mode:=eval record:=false` with many episodes, wait until commands carry base actions, settle,
-then measure for `seconds`; counters of the nodes are read before and after (deltas). The bare pair: a
-plain rclpy publisher of the same Observation (the sim's last one: same cameras, image size, proprio) at
-20 Hz in this process, the probe subscribing in its own: header stamp (monotonic) -> receive time.
+then measure for `seconds`; counters of the nodes are read before and after (deltas). The graph runs in
+this process (`pld run`'s composition), or with `processes` one process per node as `ros2 launch` starts
+them (`node_processes`); then the counters come from the nodes' latched status topics, at most one status
+period (1 s) old. The bare pair: a plain rclpy publisher of the same Observation (the sim's last one:
+same cameras, image size, proprio) at 20 Hz in this process, the probe subscribing in its own: header
+stamp (monotonic) -> receive time.
 
 The probe: `python -m pld_franka_bringup.ros.bench_graph --namespace NS --out FILE [--bare]`; it prints
 `ready` once subscribed, records until a line or EOF on stdin, writes FILE (JSON) and exits.
@@ -24,6 +27,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,8 +40,9 @@ import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from std_msgs.msg import String
 
 from pld_franka_bringup.graph import GraphArgs, build_graph
 from pld_franka_bringup.timing_stats import (
@@ -52,6 +57,10 @@ from pld_interfaces.msg import ActionChunk, ActionCommand, Observation
 from pld_sim.ros.conversions import nanoseconds_to_time, observation_to_msg, time_to_nanoseconds
 
 PROBE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # matches the reliable publishers
+LAST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(  # the nodes' status topics
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 BARE_TOPIC = "bare_observation"
 NUM_EPISODES = 10_000  # "until the time is up": the run stops at the end of the window
 SIM_COUNTERS = ("rejected", "stale_commands", "holds")
@@ -63,6 +72,13 @@ ACTOR_COUNTERS = (
     "invalid_chunks",
     "policy_error",
 )
+# The nodes' latched JSON status topics, for a graph in other processes.
+STATUS_TOPICS = {
+    "sim": "sim_status",
+    "actor": "actor_status",
+    "vla": "vla_status",
+    "episodes": "episode_status",
+}
 VLA_COUNTERS = ("dropped_stale", "dropped_not_ready", "rejected_invalid", "failed")
 
 
@@ -71,7 +87,7 @@ class ModeRun:
     """What one mode's run hands back: the summary, and the sim's last observation (for the bare pair)."""
 
     summary: dict[str, Any]
-    sample: dict[str, Any] | None = None
+    sample: Observation | None = None
 
 
 # ---------------------------------------------------------------------- the probe process
@@ -236,74 +252,164 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def _snapshot(graph: Any) -> dict[str, dict]:
-    return {
-        "sim": dict(graph.nodes["sim_node"].driver.status()),
-        "actor": dict(graph.nodes["residual_actor"].actor.status()),
-        "vla": dict(graph.nodes["vla_server"].server.status()),
-        "episodes": dict(graph.nodes["episode_manager"].machine.counters.__dict__),
-    }
+class InProcessGraph:
+    """The graph composed in this process (`pld run`): counters read from the nodes themselves."""
+
+    def __init__(self, specs: list, context: Any) -> None:
+        from pld_franka_bringup.ros.compose import ComposedGraph
+
+        self.graph = ComposedGraph(specs, context)
+
+    def close(self) -> None:
+        self.graph.close()
+
+    def spin_until(self, done, timeout_s: float) -> bool:
+        return self.graph.spin_until(done, timeout_s)
+
+    def snapshot(self) -> dict[str, dict]:
+        nodes = self.graph.nodes
+        return {
+            "sim": dict(nodes["sim_node"].driver.status()),
+            "actor": dict(nodes["residual_actor"].actor.status()),
+            "vla": dict(nodes["vla_server"].server.status()),
+            "episodes": dict(nodes["episode_manager"].machine.counters.__dict__),
+        }
+
+    def commanding(self) -> bool:
+        """Commands flow with base actions from a chunk, and the probe is matched on `command`."""
+        actor = self.graph.nodes["residual_actor"]
+        last = actor.actor.last_step
+        return (
+            last is not None
+            and last.provenance.name != "HOLD"
+            and self.graph.nodes["vla_server"].server.status()["ready"]
+            and actor.count_subscribers("command") >= 2  # the sim and the probe
+        )
+
+    def sample(self) -> Observation:
+        sim = self.graph.nodes["sim_node"].driver
+        return observation_to_msg(
+            sim.observation, list(sim.proprio_names), nanoseconds_to_time(0), sim.frame_id, 1, 0
+        )
 
 
-def _commanding(graph: Any) -> bool:
-    """Commands flow with base actions from a chunk, and the probe is matched on `command`."""
-    actor = graph.nodes["residual_actor"]
-    last = actor.actor.last_step
-    return (
-        last is not None
-        and last.provenance.name != "HOLD"
-        and graph.nodes["vla_server"].server.status()["ready"]
-        and actor.count_subscribers("command") >= 2  # the sim and the probe
-    )
+class ProcessGraph:
+    """One process per node (as `ros2 launch`): counters from the latched status topics (JSON), seen by a
+    watcher node in this process together with the newest command and observation."""
+
+    def __init__(self, specs: list, context: Any, namespace: str) -> None:
+        from pld_franka_bringup.node_processes import NodeProcesses
+
+        self.work_dir = Path(tempfile.mkdtemp(prefix="pld-bench-graph-nodes-"))
+        self.status: dict[str, dict] = {}
+        self.last_provenance: int | None = None
+        self.last_observation: Observation | None = None
+        self.node = Node("pld_bench_graph_watch", namespace=namespace, context=context)
+        for key, topic in STATUS_TOPICS.items():
+            self.node.create_subscription(
+                String,
+                topic,
+                lambda m, key=key: self.status.__setitem__(key, json.loads(m.data)),
+                LATCHED_QOS,
+            )
+        self.node.create_subscription(ActionCommand, "command", self._on_command, PROBE_QOS)
+        self.node.create_subscription(Observation, "observation", self._on_observation, LAST_QOS)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.nodes = NodeProcesses(specs, self.work_dir).start_all()
+
+    def _on_status(self, key: str, msg: String) -> None:
+        self.status[key] = json.loads(msg.data)
+
+    def _on_command(self, msg: ActionCommand) -> None:
+        self.last_provenance = int(msg.provenance)
+
+    def _on_observation(self, msg: Observation) -> None:
+        self.last_observation = msg
+
+    def close(self) -> None:
+        killed = self.nodes.stop()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        if killed:
+            raise RuntimeError(f"nodes {killed} did not stop on SIGINT; logs in {self.nodes.log_dir}")
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def spin_until(self, done, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            if self.nodes.exited():
+                raise RuntimeError(f"nodes ended: {self.nodes.exited()}\n{self.nodes.logs()}")
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def snapshot(self) -> dict[str, dict]:
+        status = copy.deepcopy(self.status)
+        return {
+            "sim": status.get("sim", {}),
+            "actor": status.get("actor", {}),
+            "vla": status.get("vla", {}),
+            "episodes": status.get("episodes", {}).get("counters", {}),
+        }
+
+    def commanding(self) -> bool:
+        return (
+            self.last_provenance is not None
+            and self.last_provenance != ActionCommand.PROVENANCE_HOLD
+            and bool(self.status.get("vla", {}).get("ready"))
+        )
+
+    def sample(self) -> Observation | None:
+        return self.last_observation
 
 
 def run_mode(cfg: Any, mode: str, log=None) -> ModeRun:
     """Measure one mode (`realtime` / `lockstep`) for `cfg.seconds`."""
-    from pld_franka_bringup.ros.compose import ComposedGraph, init_context
+    from pld_franka_bringup.ros.compose import init_context
 
     realtime = mode == "realtime"
     namespace = f"pld_bench_graph_{os.getpid()}_{mode}"
     probe = Probe(namespace)
     context = init_context()
-    sample = None
+    specs = graph_specs(cfg, realtime, namespace)
     try:
-        with ComposedGraph(graph_specs(cfg, realtime, namespace), context) as graph:
+        graph = ProcessGraph(specs, context, namespace) if cfg.processes else InProcessGraph(specs, context)
+        try:
             started = time.monotonic()
-            if not graph.spin_until(lambda: _commanding(graph), cfg.startup_timeout_s):
+            if not graph.spin_until(graph.commanding, cfg.startup_timeout_s):
+                snapshot = graph.snapshot()
                 raise RuntimeError(
                     f"{mode}: no base commands after {cfg.startup_timeout_s:.0f} s: "
-                    f"actor {graph.nodes['residual_actor'].actor.status()}, "
-                    f"vla {graph.nodes['vla_server'].server.status()}"
+                    f"actor {snapshot['actor']}, vla {snapshot['vla']}"
                 )
             startup_s = time.monotonic() - started
             graph.spin_until(lambda: False, cfg.settle_s)
-            before = _snapshot(graph)
+            before = graph.snapshot()
             start = time.monotonic_ns()
             graph.spin_until(lambda: False, cfg.seconds)
             end = time.monotonic_ns()
-            after = _snapshot(graph)
+            after = graph.snapshot()
             graph.spin_until(lambda: False, 0.5)  # commands answering the window's last observations
-            sim = graph.nodes["sim_node"].driver
-            obs = sim.observation
-            sample = {
-                "observation": {"images": copy.deepcopy(obs["images"]), "proprio": obs["proprio"].copy()},
-                "proprio_names": list(sim.proprio_names),
-                "frame_id": sim.frame_id,
-            }
+            sample = graph.sample()
+        finally:
+            graph.close()
         records = probe.stop()
     finally:
         probe.kill()
         rclpy.try_shutdown(context=context)
     observations, commands, chunks = _parse(records)
     nominal = 1e9 / cfg.control_hz if realtime else None
-    actor_before, actor_after = before["actor"]["counters"], after["actor"]["counters"]
+    actor_before, actor_after = before["actor"].get("counters", {}), after["actor"].get("counters", {})
     summary: dict[str, Any] = {
         "mode": mode,
+        "composition": "processes" if cfg.processes else "one_process",
         "startup_s": round(startup_s, 2),
         **summarize_mode(observations, commands, chunks, (start, end), nominal),
         "actor_loop_jitter_ms_p99": _round(after["actor"].get("loop", {}).get("jitter_p99_ms")),
-        "episodes": after["episodes"]["episodes"] - before["episodes"]["episodes"],
-        "successes": after["episodes"]["successes"] - before["episodes"]["successes"],
+        "episodes": after["episodes"].get("episodes", 0) - before["episodes"].get("episodes", 0),
+        "successes": after["episodes"].get("successes", 0) - before["episodes"].get("successes", 0),
         "dropped": {
             **counter_deltas(before["sim"], after["sim"], SIM_COUNTERS, "sim_"),
             **counter_deltas(actor_before, actor_after, ACTOR_COUNTERS, "actor_"),
@@ -319,12 +425,10 @@ def run_mode(cfg: Any, mode: str, log=None) -> ModeRun:
 # ---------------------------------------------------------------------- the bare rclpy pair
 
 
-def run_bare(sample: dict[str, Any], seconds: float, rate_hz: float, startup_timeout_s: float = 60.0) -> dict:
-    """A plain rclpy publisher of `sample`'s Observation at `rate_hz`, the probe subscribing elsewhere."""
+def run_bare(msg: Observation, seconds: float, rate_hz: float, startup_timeout_s: float = 60.0) -> dict:
+    """A plain rclpy publisher of the Observation `msg` at `rate_hz`, the probe subscribing elsewhere."""
     namespace = f"pld_bench_graph_{os.getpid()}_bare"
-    msg = observation_to_msg(
-        sample["observation"], sample["proprio_names"], nanoseconds_to_time(0), sample["frame_id"], 1, 0
-    )
+    msg = copy.deepcopy(msg)
     size = len(serialize_message(msg))
     probe = Probe(namespace, bare=True)
     context = rclpy.Context()
