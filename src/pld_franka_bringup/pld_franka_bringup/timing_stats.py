@@ -6,8 +6,10 @@ topic) and what the message says about itself (header stamp, episode id, step). 
 - loop period and jitter: intervals between consecutive commands of one episode; jitter is
   |period - nominal| (the 99th percentile is the number that says how late a command can be; a standard
   deviation would hide rare stalls), as `pld_residual.actor.timing` reports it from inside the actor;
-  `loop_jitter_steady_ms` leaves out each episode's first period (its first command waits for the VLA's
-  first chunk of the episode, so that period is short by the inference time: a start-up, not the loop);
+  `loop_jitter_steady_ms` leaves out each episode's first period (the start of an episode);
+  `observation_jitter_ms` is the same for the observations the probe received: in realtime the sim
+  publishes them on a steady grid (`publish_phase_s`), so this is the noise of delivery and of the probe's
+  own scheduling, the floor under the loop's figure;
 - observation -> command latency: a command carries the (episode_id, step) of the observation it answers,
   so the latency of an observation is the receive time of the first command naming it minus its own;
 - chunk age at use: the chunk a command used is found exactly (its base action is one row of that chunk,
@@ -93,13 +95,16 @@ def summary_ms(values_ns: Iterable[int], prefix: str, digits: int = 3) -> dict[s
     return result
 
 
-def command_periods(commands: Iterable[CommandRecord], skip_first: bool = False) -> list[int]:
-    """Receive intervals (ns) between consecutive commands of the same episode, in receive order.
+def receive_periods(
+    records: Iterable[CommandRecord | ObservationRecord], skip_first: bool = False
+) -> list[int]:
+    """Receive intervals (ns) between consecutive commands (or observations) of the same episode, in
+    receive order.
 
-    Commands outside episodes (episode_id 0) and the gap across a reset are not loop periods; with
-    `skip_first`, neither is each episode's first period (the wait for its first chunk).
+    Records outside episodes (episode_id 0) and the gap across a reset are not loop periods; with
+    `skip_first`, neither is each episode's first period.
     """
-    ordered = sorted((c for c in commands if c.episode_id > 0), key=lambda c: c.recv_ns)
+    ordered = sorted((c for c in records if c.episode_id > 0), key=lambda c: c.recv_ns)
     periods, first_of = [], set()
     for earlier, later in itertools.pairwise(ordered):
         if later.episode_id != earlier.episode_id:
@@ -212,7 +217,7 @@ def summarize_mode(
     window_commands = [c for c in commands if inside(c)]
     keys = {(o.episode_id, o.step) for o in window_obs}
     match = match_commands(window_obs, [c for c in commands if (c.episode_id, c.step) in keys])
-    periods = command_periods(window_commands)
+    periods = receive_periods(window_commands)
     nominal = nominal_period_ns
     if nominal is None:
         nominal = float(np.median(periods)) if periods else 0.0
@@ -229,8 +234,11 @@ def summarize_mode(
         **summary_ms(periods, "loop_period_ms"),
         **summary_ms(jitter(periods, nominal) if nominal > 0 else [], "loop_jitter_ms"),
         **summary_ms(
-            jitter(command_periods(window_commands, skip_first=True), nominal) if nominal > 0 else [],
+            jitter(receive_periods(window_commands, skip_first=True), nominal) if nominal > 0 else [],
             "loop_jitter_steady_ms",
+        ),
+        **summary_ms(
+            jitter(receive_periods(window_obs), nominal) if nominal > 0 else [], "observation_jitter_ms"
         ),
         **summary_ms(match.latencies_ns, "obs_to_command_ms"),
         "obs_answered": len(match.latencies_ns),

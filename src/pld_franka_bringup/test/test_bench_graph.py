@@ -18,6 +18,8 @@ PER_MODE = (
     "loop_period_ms_p99",
     "loop_jitter_ms_p50",
     "loop_jitter_ms_p99",
+    "observation_jitter_ms_p50",
+    "observation_jitter_ms_p99",
     "obs_to_command_ms_p50",
     "obs_to_command_ms_p99",
     "chunk_age_ms_p50",

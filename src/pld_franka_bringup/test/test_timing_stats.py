@@ -10,12 +10,12 @@ from pld_franka_bringup.timing_stats import (
     CommandRecord,
     ObservationRecord,
     chunk_ages,
-    command_periods,
     counter_deltas,
     jitter,
     match_commands,
     percentiles,
     ratio,
+    receive_periods,
     summarize_mode,
     summary_ms,
 )
@@ -44,7 +44,7 @@ def test_summary_ms_converts_nanoseconds_and_names_the_keys() -> None:
     assert summary_ms([], "lat_ms") == {"lat_ms_p50": None, "lat_ms_p99": None}
 
 
-def test_command_periods_stay_inside_an_episode_in_receive_order() -> None:
+def test_receive_periods_stay_inside_an_episode_in_receive_order() -> None:
     commands = [
         cmd(100, 1, 1),
         cmd(0, 1, 0),  # received first although listed later
@@ -53,7 +53,7 @@ def test_command_periods_stay_inside_an_episode_in_receive_order() -> None:
         cmd(948, 2, 1),
         cmd(1000, 0, 0),  # outside any episode
     ]
-    assert command_periods(commands) == [100 * MS, 52 * MS, 48 * MS]
+    assert receive_periods(commands) == [100 * MS, 52 * MS, 48 * MS]
 
 
 def test_jitter_is_the_absolute_deviation_from_the_nominal_period() -> None:
@@ -124,6 +124,8 @@ def test_summarize_mode_counts_the_window_and_uses_the_median_period_in_lockstep
     assert summary["vla_inference_ms_p50"] is None  # the chunk came before the window
     realtime = summarize_mode(observations, commands, chunks, window, nominal_period_ns=50 * MS)
     assert realtime["loop_jitter_ms_p50"] == 40.0
+    assert realtime["observation_jitter_ms_p50"] == 40.0  # the observations came every 10 ms too
+    assert summary["observation_jitter_ms_p99"] == 0.0  # lockstep: against the commands' median period
 
 
 def test_counter_deltas_and_ratio() -> None:
@@ -147,5 +149,5 @@ def test_steady_periods_leave_out_each_episodes_first_period() -> None:
         CommandRecord(230 * MS, 0, 2, 1, (0.0,) * 7, 0),
         CommandRecord(280 * MS, 0, 2, 2, (0.0,) * 7, 0),
     ]
-    assert command_periods(commands) == [20 * MS, 50 * MS, 51 * MS, 30 * MS, 50 * MS]
-    assert command_periods(commands, skip_first=True) == [50 * MS, 51 * MS, 50 * MS]
+    assert receive_periods(commands) == [20 * MS, 50 * MS, 51 * MS, 30 * MS, 50 * MS]
+    assert receive_periods(commands, skip_first=True) == [50 * MS, 51 * MS, 50 * MS]
