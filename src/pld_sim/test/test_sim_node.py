@@ -148,6 +148,17 @@ class Client:
         return self.observations[-1]
 
 
+def assert_stamps_increase(observations: list) -> None:
+    stamps = [o.header.stamp.sec * 10**9 + o.header.stamp.nanosec for o in observations]
+    assert np.all(np.diff(stamps) > 0), "sim time went back"
+
+
+def close(executor, client: Client, sim) -> None:
+    executor.shutdown()
+    client.node.destroy_node()
+    sim.destroy_node()
+
+
 def tcp(observation) -> np.ndarray:
     return np.array(observation.proprio[:3], dtype=np.float64)
 
@@ -205,12 +216,9 @@ def test_bad_commands_are_rejected_counted_held_and_logged_once(
         for _ in range(4):
             moved = client.send(array_to_action_command([0.02, 0, 0, 0, 0, 0, -1.0]))
         assert tcp(moved)[0] - tcp(start)[0] > 0.03, "valid commands must still move the arm"
-        stamps = [o.header.stamp.sec * 10**9 + o.header.stamp.nanosec for o in client.observations]
-        assert np.all(np.diff(stamps) > 0)
+        assert_stamps_increase(client.observations)
     finally:
-        executor.shutdown()
-        client.node.destroy_node()
-        sim.destroy_node()
+        close(executor, client, sim)
 
 
 def test_reset_service_reports_unknown_tasks_and_drawn_seeds(context) -> None:
@@ -233,9 +241,7 @@ def test_reset_service_reports_unknown_tasks_and_drawn_seeds(context) -> None:
         assert (obs.episode_id, obs.step) == (1, 0)
         assert [image.height for image in obs.images] == [16, 16]
     finally:
-        executor.shutdown()
-        client.node.destroy_node()
-        sim.destroy_node()
+        close(executor, client, sim)
 
 
 # ---------------------------------------------------------------------- realtime
@@ -277,13 +283,13 @@ def test_realtime_steps_on_the_wall_clock_holds_without_commands_and_publishes_c
         accepted = sim.driver.stats.accepted
         spin_until(executor, lambda: False, timeout_s=0.4)
         assert sim.driver.stats.accepted <= accepted + 2, "a stale command kept driving the arm"
-        stamps = [o.header.stamp.sec * 10**9 + o.header.stamp.nanosec for o in client.observations]
-        assert np.all(np.diff(stamps) > 0)
-        assert clocks and clocks[-1].clock.sec * 10**9 + clocks[-1].clock.nanosec >= stamps[0]
+        assert_stamps_increase(client.observations)
+        first = client.observations[0].header.stamp
+        assert clocks and clocks[-1].clock.sec * 10**9 + clocks[-1].clock.nanosec >= (
+            first.sec * 10**9 + first.nanosec
+        )
     finally:
-        executor.shutdown()
-        client.node.destroy_node()
-        sim.destroy_node()
+        close(executor, client, sim)
 
 
 def test_realtime_reset_publishes_its_first_observation_on_the_next_tick(context) -> None:
@@ -315,9 +321,6 @@ def test_realtime_reset_publishes_its_first_observation_on_the_next_tick(context
         assert spin_until(executor, lambda: sum(o.episode_id == 1 for o in client.observations) >= 3)
         episode = [o for o in client.observations if o.episode_id == 1]
         assert [o.step for o in episode[:3]] == [0, 1, 2]
-        stamps = [o.header.stamp.sec * 10**9 + o.header.stamp.nanosec for o in client.observations]
-        assert np.all(np.diff(stamps) > 0)
+        assert_stamps_increase(client.observations)
     finally:
-        executor.shutdown()
-        client.node.destroy_node()
-        sim.destroy_node()
+        close(executor, client, sim)
