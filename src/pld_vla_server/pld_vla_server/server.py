@@ -73,8 +73,9 @@ class VLAServerConfig:
     worker_nice: int = field(
         default=0,
         metadata=_help(
-            "raise the niceness of the inference thread by this much (0-19, Linux: per thread), so the "
-            "control path (driver, residual actor) gets the CPU first; its chunk is used a step later"
+            "raise the niceness of the inference thread by this much once the backend is loaded (0-19, "
+            "Linux: per thread), so the control path (driver, residual actor) gets the CPU first; its "
+            "chunk is used a step later"
         ),
     )
     status_period_s: float = field(default=1.0, metadata=_help("period of the vla_status topic (s)"))
@@ -344,10 +345,12 @@ class ChunkServer:
     # ------------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
-        if self.cfg.worker_nice:
-            self._stats.worker_nice = lower_thread_priority(self.cfg.worker_nice)
         if not self._load():
             return
+        # Only once loaded and warm: at a low priority on a busy CPU, loading (imports, weights) took
+        # tens of seconds, and a node stopped meanwhile waited for it.
+        if self.cfg.worker_nice:
+            self._stats.worker_nice = lower_thread_priority(self.cfg.worker_nice)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None or self._stop)
