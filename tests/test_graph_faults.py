@@ -22,6 +22,22 @@ TIME_LIMIT = 40
 HOLD, ABORT, DONE = 3, 3, 3  # ActionCommand.PROVENANCE_HOLD, EpisodeEvent.END_ABORT, EpisodeEvent.PHASE_DONE
 
 
+def start_graph(specs, extra: dict, tmp_path: Path, domain_id: int):
+    """Every node in its own process, with `extra` parameters per node; and a context to watch them."""
+    import rclpy
+
+    from pld_franka_bringup.node_processes import NodeProcesses
+
+    specs = [dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in specs]
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    try:
+        return context, NodeProcesses(specs, tmp_path).start_all()
+    except BaseException:
+        rclpy.try_shutdown(context=context)
+        raise
+
+
 class Monitor:
     """Collects the graph's episode events and commands in the test process."""
 
@@ -66,7 +82,6 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
     import rclpy
 
     from pld_franka_bringup.graph import GraphArgs, build_graph
-    from pld_franka_bringup.node_processes import NodeProcesses
     from pld_residual.dataset.verify import verify_dataset
 
     dataset = tmp_path / "dataset"
@@ -80,14 +95,8 @@ def test_a_killed_vla_server_aborts_the_episode_and_a_restarted_one_resumes_and_
         "vla_server": {"checkpoint": "", "backend_options": vla, "every_n_steps": 4},
         "episode_manager": {"time_limit_steps": TIME_LIMIT, "abort_after_hold_s": 1.0},
     }
-    specs = [
-        dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
-    ]
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    nodes = NodeProcesses(specs, tmp_path)
+    context, nodes = start_graph(build_graph(args), extra, tmp_path, ros_isolation)
     try:
-        nodes.start_all()
         monitor = Monitor(context)
         # episodes wait for the VLA server to be ready: the first one runs with the base in command
         assert monitor.spin_until(lambda: len(monitor.done_events()) >= 1, 90), nodes.logs()
@@ -135,7 +144,6 @@ def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_kil
     from std_msgs.msg import String
 
     from pld_franka_bringup.graph import GraphArgs, build_graph
-    from pld_franka_bringup.node_processes import NodeProcesses
     from pld_residual.ros.residual_actor_node import STATUS_QOS
 
     learn = tmp_path / "learn.yaml"
@@ -166,14 +174,8 @@ def test_the_actor_keeps_acting_with_its_last_parameters_when_the_learner_is_kil
             "publish_every_updates": 2,
         },
     }
-    specs = [
-        dataclasses.replace(s, overrides={**s.overrides, **extra.get(s.name, {})}) for s in build_graph(args)
-    ]
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=ros_isolation)
-    nodes = NodeProcesses(specs, tmp_path)
+    context, nodes = start_graph(build_graph(args), extra, tmp_path, ros_isolation)
     try:
-        nodes.start_all()
         monitor = Monitor(context)
         statuses: list[dict] = []
         monitor.node.create_subscription(
