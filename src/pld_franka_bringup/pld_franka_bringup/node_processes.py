@@ -1,5 +1,5 @@
 """The launch graph as one process per node, the way `ros2 launch` starts it, for machines without
-`ros2 launch`: `pld bench graph --composition processes` and the multi-process fault tests.
+`ros2 launch`: `pld bench graph --processes` and the multi-process fault tests.
 
 Each node runs as `python -m <node module> --ros-args -r __ns:=/<ns> -r __node:=<name> --params-file F`,
 where F holds the parameters `load_node_parameters` gives the node (its task-YAML sections and the

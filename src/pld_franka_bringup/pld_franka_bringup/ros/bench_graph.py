@@ -306,12 +306,7 @@ class ProcessGraph:
         self.last_observation: Observation | None = None
         self.node = Node("pld_bench_graph_watch", namespace=namespace, context=context)
         for key, topic in STATUS_TOPICS.items():
-            self.node.create_subscription(
-                String,
-                topic,
-                lambda m, key=key: self.status.__setitem__(key, json.loads(m.data)),
-                LATCHED_QOS,
-            )
+            self.node.create_subscription(String, topic, lambda m, k=key: self._on_status(k, m), LATCHED_QOS)
         self.node.create_subscription(ActionCommand, "command", self._on_command, PROBE_QOS)
         self.node.create_subscription(Observation, "observation", self._on_observation, LAST_QOS)
         self.executor = SingleThreadedExecutor(context=context)
