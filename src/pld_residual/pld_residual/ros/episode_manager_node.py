@@ -278,7 +278,7 @@ class EpisodeManagerNode(Node):
             if goal_handle.is_cancel_requested:
                 self._apply(self.machine.cancel(self._now()))
                 break
-            await _sleep(self, 0.05)
+            await _sleep(self, 0.05, self._steady)
         result = self._goal_future.result() if self._goal_future.done() else self.last_result
         self._goal_handle = None
         if goal_handle.is_cancel_requested:
@@ -305,10 +305,13 @@ class EpisodeManagerNode(Node):
         super().destroy_node()
 
 
-async def _sleep(node: Node, seconds: float) -> None:
-    """Yield to the executor for `seconds` without blocking it (rclpy has no asyncio sleep)."""
+async def _sleep(node: Node, seconds: float, clock: Clock) -> None:
+    """Yield to the executor for `seconds` without blocking it (rclpy has no asyncio sleep).
+
+    `clock` must be a wall clock: on the node's own clock (sim time with `use_sim_time`) the sleep never
+    ends once a lockstep sim stops stepping, and the goal's result was never sent."""
     future = Future()
-    timer = node.create_timer(seconds, lambda: future.done() or future.set_result(None))
+    timer = node.create_timer(seconds, lambda: future.done() or future.set_result(None), clock=clock)
     try:
         await future
     finally:
