@@ -2,7 +2,8 @@
 
 One control step (default 20 Hz) = validate and clip the action, move the commanded TCP pose by it,
 solve differential IK into joint position targets, step the physics. Observations: two cameras
-(`side`, `wrist`), proprioception, privileged object state (evaluation only) and the instruction.
+(`side`, `wrist`) and the task's own (`Task.extra_cameras`), proprioception, privileged object state
+(evaluation only) and the instruction.
 Resets are deterministic in the seed (same seed -> same initial state and same first frame).
 """
 
@@ -27,7 +28,7 @@ from pld_sim.control import (
 )
 from pld_sim.randomization import DomainRandomization, Variation
 from pld_sim.robots import RobotSpec, get_robot
-from pld_sim.scene import CAMERAS, ROBOT_PREFIX, build_scene
+from pld_sim.scene import ROBOT_PREFIX, build_scene, task_cameras
 from pld_sim.tasks import Task, make_task
 
 # The commanded TCP target may lead the measured TCP by at most this much (no wind-up when blocked).
@@ -98,6 +99,7 @@ class PldSimEnv(gym.Env):
         self.cfg = cfg or SimConfig()
         self.task: Task = make_task(task)
         self.robot: RobotSpec = get_robot(self.task.robot)
+        self.cameras = task_cameras(self.task)  # observation name -> MuJoCo camera
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.cfg.control_hz}
         limit_s = self.cfg.time_limit_s or self.task.time_limit_s
@@ -120,7 +122,7 @@ class PldSimEnv(gym.Env):
         }
         if self.cfg.render_images:
             spaces["images"] = gym.spaces.Dict(
-                {name: gym.spaces.Box(0, 255, (size, size, 3), np.uint8) for name in CAMERAS}
+                {name: gym.spaces.Box(0, 255, (size, size, 3), np.uint8) for name in self.cameras}
             )
         self.observation_space = gym.spaces.Dict(spaces)
         self.step_count = 0
@@ -278,7 +280,7 @@ class PldSimEnv(gym.Env):
             self._renderer = mujoco.Renderer(self.model, self.cfg.image_size, self.cfg.image_size)
             self._scene_option = mujoco.MjvOption()
             self._scene_option.geomgroup[:] = VISUAL_GROUPS[self.cfg.visual_detail]
-        self._renderer.update_scene(self.data, camera=CAMERAS[name], scene_option=self._scene_option)
+        self._renderer.update_scene(self.data, camera=self.cameras[name], scene_option=self._scene_option)
         return self._renderer.render()
 
     def _observation(self) -> dict[str, Any]:
@@ -288,7 +290,7 @@ class PldSimEnv(gym.Env):
             "instruction": self.task.instruction(),
         }
         if self.cfg.render_images:
-            obs["images"] = {name: self._render_camera(name) for name in CAMERAS}
+            obs["images"] = {name: self._render_camera(name) for name in self.cameras}
         return obs
 
     def _info(self, terms: dict[str, float] | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # tasks import the scene's names; the scene only needs the Ta
 ROBOT_PREFIX = "robot/"
 SIDE_CAMERA = "side"
 WRIST_CAMERA = ROBOT_PREFIX + "wrist"
-CAMERAS = {"side": SIDE_CAMERA, "wrist": WRIST_CAMERA}
+CAMERAS = {"side": SIDE_CAMERA, "wrist": WRIST_CAMERA}  # every task has these two
 TABLE_SIZE = (0.45, 0.6, 0.02)  # half extents; the table top is at z = 0, the robot base at the origin
 TABLE_CENTER_X = 0.45
 TABLE_RGBA = (0.55, 0.45, 0.35, 1.0)
@@ -37,6 +37,11 @@ def _rotate_xyaxes(xyaxes: tuple[float, ...], rotvec: tuple[float, float, float]
     mujoco.mju_quat2Mat(mat, quat)
     rot = mat.reshape(3, 3)
     return [*(rot @ np.asarray(xyaxes[:3])), *(rot @ np.asarray(xyaxes[3:]))]
+
+
+def task_cameras(task: Task) -> dict[str, str]:
+    """Camera name in observations -> MuJoCo camera name: the standard two, then the task's own."""
+    return {**CAMERAS, **{name: name for name in task.extra_cameras}}
 
 
 def build_scene(

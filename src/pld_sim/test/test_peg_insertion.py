@@ -76,6 +76,27 @@ def test_success_needs_the_peg_deep_in_the_hole(env) -> None:
     assert terms["peg_lateral_offset"] > terms["hole_half_width"]
 
 
+def orange_rows(image: np.ndarray) -> int:
+    """Image rows with orange (the peg's shaft) in them."""
+    r, g, b = (image[..., i].astype(int) for i in range(3))
+    return int(np.any((r > 150) & (g > 60) & (g < 160) & (b < 80), axis=1).sum())
+
+
+def test_the_fixture_camera_sees_how_deep_the_peg_is(env) -> None:
+    """The third camera turns with the fixture and shows less of the orange shaft the deeper the peg goes:
+    what tells a 1 cm insertion (failure) from a 2 cm one (success) in images."""
+    obs, _ = env.reset(seed=7)
+    assert list(obs["images"]) == ["side", "wrist", "fixture"]
+    top = hole_top(obs)
+    yaw = 2 * np.arctan2(obs["privileged"][13], obs["privileged"][10])
+    visible = []
+    for depth in (0.0, 0.01, 0.02, 0.03):
+        place_peg(env, top[:2], top[2] - depth, yaw)
+        visible.append(orange_rows(env.unwrapped._render_camera("fixture")))
+    assert visible[0] > visible[1] > visible[2] > visible[3], visible
+    assert visible[1] - visible[2] >= 12, visible  # 1 cm of shaft: ~17 rows at 128 px
+
+
 def test_peg_and_fixture_never_overlap_at_reset(env) -> None:
     for seed in range(20):
         obs, _ = env.reset(seed=seed)

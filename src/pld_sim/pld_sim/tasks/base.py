@@ -43,6 +43,9 @@ class Task(ABC):
     robot: ClassVar[str]
     time_limit_s: ClassVar[float]
     side_camera: ClassVar[CameraPose]
+    # Cameras beyond the side and wrist views, by name; `add_objects` adds them (the MuJoCo camera has the
+    # same name), e.g. one mounted on a fixture where the two standard views cannot see the success.
+    extra_cameras: ClassVar[tuple[str, ...]] = ()
     # robot arm joint positions at reset (None: the robot's home pose)
     start_qpos: ClassVar[tuple[float, ...] | None] = None
     # MuJoCo `option` fields this task's scene needs (e.g. friction cone), applied by the scene builder
