@@ -92,11 +92,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def task_camera_names(tasks: tuple[str, ...]) -> list[str]:
+    """Every camera the tasks' scenes have (side, wrist and each task's own, e.g. peg_insertion's fixture
+    camera), in order: the classifier sees them all unless `--config cameras=...` says otherwise."""
+    from pld_sim.scene import task_cameras
+    from pld_sim.tasks import make_task
+
+    names: list[str] = []
+    for task in tasks:
+        names += [name for name in task_cameras(make_task(task)) if name not in names]
+    return names
+
+
 def classifier_config(args: argparse.Namespace) -> Any:
     from pld_residual.cli.learn import parse_overrides
     from pld_reward.config import ClassifierConfig
 
-    return ClassifierConfig.from_dict({"tasks": list(tasks_of(args.task)), **parse_overrides(args.config)})
+    tasks = tasks_of(args.task)
+    return ClassifierConfig.from_dict(
+        {"tasks": list(tasks), "cameras": task_camera_names(tasks), **parse_overrides(args.config)}
+    )
 
 
 def parse_episodes(text: str | None) -> dict[str, int] | None:

@@ -58,6 +58,9 @@ class ClassifierConfig:
     ambiguity_steps: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("tasks", "cameras"):  # tuple("side") would split a lone name into letters
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f'{name} must be a list of names, e.g. ["side", "wrist"], not a string')
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "cameras", tuple(self.cameras))
         object.__setattr__(self, "encoder_widths", tuple(int(w) for w in self.encoder_widths))

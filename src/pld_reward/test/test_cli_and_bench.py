@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from pld_residual.cli.main import main
 from pld_reward import checkpoint
 from pld_reward.frames import write_episode
@@ -45,3 +47,19 @@ def test_speed_only_times_a_random_default_model(capsys) -> None:
     assert result["timed_model"] == "random (default config)"
     assert result["inference_ms_median"] > 0 and result["network_only_ms_median"] > 0
     assert "tasks" not in result
+
+
+def test_the_classifier_sees_every_camera_of_its_task_unless_told_otherwise() -> None:
+    import argparse
+
+    from pld_reward.cli import classifier_config
+
+    def cameras(task: str, *overrides: str) -> tuple[str, ...]:
+        return classifier_config(argparse.Namespace(task=task, config=list(overrides))).cameras
+
+    assert cameras("pick_cube") == ("side", "wrist")
+    assert cameras("peg_insertion") == ("side", "wrist", "fixture")  # its fixture-mounted camera
+    assert cameras("gpu_insertion") == ("side", "wrist")
+    assert cameras("peg_insertion", 'cameras=["wrist", "fixture"]') == ("wrist", "fixture")
+    with pytest.raises(ValueError, match="list of names"):
+        cameras("peg_insertion", "cameras=fixture")
