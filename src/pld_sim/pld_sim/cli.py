@@ -2,7 +2,7 @@
 
 pld sim tasks                       list the registered tasks with robot, instruction and time limit
 pld sim experts --task T            success rate of the scripted expert over seeded episodes
-pld sim snapshot --task T           save the first frame of both cameras as a PNG
+pld sim snapshot --task T           save the first frame of every camera as a PNG
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     experts.add_argument("--json", action="store_true", help="print only JSON")
     experts.set_defaults(sim_run=_experts)
-    snapshot = sub.add_parser("snapshot", help="save both camera views of a task's first frame as a PNG")
+    snapshot = sub.add_parser("snapshot", help="save every camera view of a task's first frame as a PNG")
     snapshot.add_argument("--task", default="pick_cube")
     snapshot.add_argument("--seed", type=int, default=0)
     snapshot.add_argument("--image-size", type=int, default=256)
@@ -87,6 +87,6 @@ def _snapshot(args: argparse.Namespace) -> int:
     env = pld_sim.make(args.task, image_size=args.image_size)
     obs, _ = env.reset(seed=args.seed)
     out = args.out or Path(f"{args.task}_seed{args.seed}.png")
-    plt.imsave(out, np.concatenate([obs["images"]["side"], obs["images"]["wrist"]], axis=1))
-    print(f'{out}: side | wrist camera, "{obs["instruction"]}"')
+    plt.imsave(out, np.concatenate(list(obs["images"].values()), axis=1))
+    print(f'{out}: {" | ".join(obs["images"])} camera, "{obs["instruction"]}"')
     return 0
