@@ -5,24 +5,12 @@ it stops with the last episode; a paused or not yet started sim publishes no clo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 pytestmark = pytest.mark.ros
 
 NAMESPACE = "/em"
 TIME_LIMIT = 3
-
-
-def spin_until(executor, condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        executor.spin_once(timeout_sec=0.01)
-    return True
 
 
 class FakeDriver:
@@ -85,14 +73,16 @@ def test_a_run_episodes_goal_is_answered_while_sim_time_stands_still(context) ->
     executor.add_node(client_node)
     client = ActionClient(client_node, RunEpisodes, "run_episodes")
     try:
-        assert spin_until(executor, client.server_is_ready, 10)
+        assert client.wait_for_server(timeout_sec=10)
         assert manager.get_clock().now().nanoseconds == 0  # sim time, and no /clock: it stands still
         sent = client.send_goal_async(
             RunEpisodes.Goal(task="pick_cube", num_episodes=2, mode=RunEpisodes.Goal.MODE_EVAL, seed=7)
         )
-        assert spin_until(executor, sent.done, 10) and sent.result().accepted
+        executor.spin_until_future_complete(sent, timeout_sec=10)
+        assert sent.done() and sent.result().accepted
         answer = sent.result().get_result_async()
-        assert spin_until(executor, answer.done, 20), manager.machine.status()
+        executor.spin_until_future_complete(answer, timeout_sec=20)
+        assert answer.done(), manager.machine.status()
         result = answer.result().result
     finally:
         client.destroy()
