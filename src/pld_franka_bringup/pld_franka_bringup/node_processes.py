@@ -75,7 +75,11 @@ class NodeProcesses:
             raise RuntimeError(f"node {name} is already running (pid {running.pid})")
         with open(self.log_dir / f"{name}.log", "a", encoding="utf-8") as log:
             process = subprocess.Popen(
-                self.commands[name], stdout=log, stderr=subprocess.STDOUT, env=self.env
+                self.commands[name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                preexec_fn=_default_sigint,
             )
         self.processes[name] = process
         return process
@@ -110,3 +114,10 @@ class NodeProcesses:
             f"--- {path.name}\n{path.read_text(errors='replace')[-tail_chars:]}"
             for path in sorted(self.log_dir.glob("*.log"))
         )
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default action. A shell starts background jobs
+    (`cmd &`, `nohup`) with SIGINT ignored and children inherit that, so every node would ignore the
+    SIGINT of `stop` and be killed without finalising its bags."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

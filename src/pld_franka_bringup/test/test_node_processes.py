@@ -78,3 +78,19 @@ def test_start_signal_restart_and_stop_kill_only_what_ignores_sigint(tmp_path: P
     assert killed == [second]  # the first stopped on SIGINT, the second had to be killed
     assert nodes.exited()[first] != 0 and set(nodes.exited()) == {first, second}
     assert f"--- {first}.log" in nodes.logs() and "up" in nodes.logs()
+
+
+def test_nodes_stop_on_sigint_even_when_started_from_a_background_job(tmp_path: Path) -> None:
+    """`cmd &` and `nohup` start a launcher with SIGINT ignored; its nodes must still stop on SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        nodes = NodeProcesses(_specs()[:1], tmp_path)
+        (name,) = nodes.commands
+        nodes.commands = {name: [sys.executable, "-c", STAYS]}
+        nodes.start_all()
+        _wait_for_line(nodes.log_dir / f"{name}.log", "up")
+        killed = nodes.stop(timeout_s=10.0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert killed == [] and nodes.exited()[name] != 0
+    assert "KeyboardInterrupt" in nodes.logs()
